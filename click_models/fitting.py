@@ -1,0 +1,548 @@
+"""Fitting click models to click logs: EM, counting estimators and gradient descent.
+
+Parameters live in *tables*: document-level parameters (attraction,
+satisfaction, relevance) have one row per (query, document) pair plus a final
+row used for unseen pairs (the prior); rank-level parameters have ``[K]`` or
+``[K, K]`` entries, session-level ones are scalars.
+
+* :func:`fit_em` - expectation-maximisation for every model. The M-step is the
+  closed-form ratio of expected counts. For PBM and UBM the E-step runs on
+  aggregated (document, rank, previous-click) cells; for the cascade family the
+  expected counts are the gradient of the exact log-likelihood with respect to
+  ``log p`` and ``log(1 - p)`` (Fisher's identity), so they are exact too.
+* :func:`fit_counting` - the closed-form counting estimators of Cascade, SDBN
+  and DCM (Chuklin et al. 2015, ch. 4).
+* :func:`fit_gradient` - maximum likelihood with optax for every model, with
+  tables or a feature-based attraction network (``flax.nnx``).
+
+All of them take a re-iterable source of :class:`SessionBatch` (a list, or a
+:class:`LogSource` that streams a Parquet log on every pass).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import Callable, Iterable, Iterator, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from ._base import DOCUMENT, RANK, RANK_RANK, SESSION, ClickModel
+from .evaluation import evaluate
+from .logs import ClickLogBatch, DocumentIndex, iter_click_log
+from .models import MODELS, PBM, UBM
+
+
+class SessionBatch(NamedTuple):
+    """Sessions ready for jit: ``doc_index`` ``[B, K]`` int32 (-1 = unseen or
+    padding), ``clicks`` and ``mask`` ``[B, K]`` bool, optional ``features``
+    ``[B, K, F]`` float32."""
+
+    doc_index: jax.Array
+    clicks: jax.Array
+    mask: jax.Array
+    features: jax.Array | None = None
+
+
+def session_batch(batch: ClickLogBatch, documents: DocumentIndex, features: np.ndarray | None = None) -> SessionBatch:
+    mask = batch.mask & batch.row_valid[:, None]
+    doc_index = documents.lookup(batch.query_id, batch.doc_ids, mask)
+    return SessionBatch(
+        jnp.asarray(doc_index), jnp.asarray(batch.clicks & mask), jnp.asarray(mask),
+        None if features is None else jnp.asarray(features),
+    )
+
+
+class LogSource:
+    """Re-iterable stream of :class:`SessionBatch` read from a Parquet click log.
+
+    Each iteration re-reads the log, so memory stays at one batch.
+    ``keep`` optionally selects sessions (``session_id [B] -> bool [B]``),
+    e.g. a train/held-out split.
+    """
+
+    def __init__(self, path, documents: DocumentIndex, batch_size: int = 65_536, list_size: int | None = None,
+                 keep: Callable[[np.ndarray], np.ndarray] | None = None):
+        self.path, self.documents, self.batch_size = path, documents, batch_size
+        self.list_size, self.keep = list_size, keep
+
+    def __iter__(self) -> Iterator[SessionBatch]:
+        for batch in iter_click_log(self.path, self.batch_size, self.list_size, columns=()):
+            if self.keep is not None:
+                batch.row_valid = batch.row_valid & self.keep(batch.session_id)
+            yield session_batch(batch, self.documents)
+
+
+def held_out_split(session_id: np.ndarray, fraction: float, seed: int = 0) -> np.ndarray:
+    """Deterministic membership of sessions in a held-out set (hash of the id)."""
+    x = (np.asarray(session_id, np.uint64) + np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15)) * np.uint64(
+        0xBF58476D1CE4E5B9
+    )
+    x ^= x >> np.uint64(31)
+    return (x % np.uint64(1_000_000)).astype(np.float64) / 1e6 < fraction
+
+
+# ---------------------------------------------------------------------- tables
+def parameter_shapes(model: str, num_documents: int, list_size: int) -> dict[str, tuple[int, ...]]:
+    kinds = MODELS[model].parameter_kinds
+    shape_of = {DOCUMENT: (num_documents + 1,), RANK: (list_size,), RANK_RANK: (list_size, list_size), SESSION: ()}
+    return {name: shape_of[kind] for name, kind in kinds.items()}
+
+
+def initial_tables(model: str, num_documents: int, list_size: int) -> dict[str, np.ndarray]:
+    """Starting values: 0.5 for document and session parameters, 0.9 for
+    examination, 0.5 for DCM's continuation, (0.9, 0.1) for the trust-bias noise."""
+    start = {"examination": 0.9, "epsilon_pos": 0.9, "epsilon_neg": 0.1}
+    return {
+        name: np.full(shape, start.get(name, 0.5))
+        for name, shape in parameter_shapes(model, num_documents, list_size).items()
+    }
+
+
+def _gather(table: jax.Array, kind: str, doc_index: jax.Array) -> jax.Array:
+    if kind == DOCUMENT:
+        return table[doc_index]  # -1 wraps to the prior row
+    return table
+
+
+def assemble(model: str, tables: dict, batch: SessionBatch) -> ClickModel:
+    """The click model of a batch from probability tables."""
+    cls = MODELS[model]
+    lp = {n: jnp.log(jnp.asarray(t)) for n, t in tables.items()}
+    lq = {n: jnp.log1p(-jnp.asarray(t)) for n, t in tables.items()}
+    return assemble_log(model, lp, lq, batch)
+
+
+def assemble_log(model: str, log_tables: dict, log_complement_tables: dict, batch: SessionBatch) -> ClickModel:
+    cls = MODELS[model]
+    lp, lq = {}, {}
+    for name, kind in cls.parameter_kinds.items():
+        lp[name] = _gather(log_tables[name], kind, batch.doc_index)
+        lq[name] = _gather(log_complement_tables[name], kind, batch.doc_index)
+    return cls.from_log_probabilities(lp, lq, batch.mask)
+
+
+def _tables_to_numpy(tables: dict) -> dict[str, np.ndarray]:
+    return {k: np.asarray(v, dtype=np.float64) for k, v in tables.items()}
+
+
+@dataclasses.dataclass
+class FitResult:
+    """Fitted parameter tables and the fitting trace.
+
+    ``tables[name]`` is ``[num_documents + 1]`` for document parameters (the
+    last row is the prior used for unseen documents), ``[K]``/``[K, K]`` for
+    rank parameters and a scalar for session parameters.
+    """
+
+    model: str
+    tables: dict[str, np.ndarray]
+    history: list[dict]
+    method: str
+    converged: bool = False
+    predictor: Callable[[SessionBatch], ClickModel] | None = None
+
+    def click_model(self, batch: SessionBatch) -> ClickModel:
+        if self.predictor is not None:
+            return self.predictor(batch)
+        return assemble(self.model, {k: jnp.asarray(v, jnp.float32) for k, v in self.tables.items()}, batch)
+
+
+@dataclasses.dataclass(frozen=True)
+class Prior:
+    """Beta pseudo-counts added in every M-step: ``p = (n1 + a) / (n + a + b)``.
+
+    Keeps estimates strictly inside (0, 1) and shrinks rarely seen documents
+    towards the prior mean ``a / (a + b)``.
+    """
+
+    document: tuple[float, float] = (1.0, 1.0)
+    rank: tuple[float, float] = (1.0, 1.0)
+
+
+def _set_unseen_row(tables: dict[str, np.ndarray], model: str, counts: dict[str, np.ndarray] | None = None) -> None:
+    """The prior row (unseen documents) is the impression-weighted mean of the fitted rows."""
+    for name, kind in MODELS[model].parameter_kinds.items():
+        if kind != DOCUMENT or tables[name].shape[0] <= 1:
+            continue
+        rows = tables[name][:-1]
+        if counts is not None and name in counts and counts[name][:-1].sum() > 0:
+            weights = counts[name][:-1]
+            tables[name][-1] = float(np.sum(rows * weights) / np.sum(weights))
+        else:
+            tables[name][-1] = float(rows.mean())
+
+
+# ---------------------------------------------------------------------- EM: PBM / UBM on cells
+def _previous_click_rank(clicks: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    K = clicks.shape[1]
+    ranks = np.where(clicks & mask, np.arange(1, K + 1), 0)
+    last = np.maximum.accumulate(ranks, axis=1)
+    return np.concatenate([np.zeros_like(last[:, :1]), last[:, :-1]], axis=1)
+
+
+def aggregate_cells(source: Iterable[SessionBatch], num_documents: int, list_size: int, by_previous_click: bool):
+    """Impressions and clicks per (document, rank[, previous click rank]) cell.
+
+    Returns ``(doc, rank, previous, impressions, clicks)`` arrays over the
+    non-empty cells; one pass over the source.
+    """
+    K = list_size
+    R = K if by_previous_click else 1
+    num_cells = (num_documents + 1) * K * R
+    dense = num_cells <= 50_000_000
+    impressions = np.zeros(num_cells) if dense else None
+    clicks_total = np.zeros(num_cells) if dense else None
+    sparse_keys, sparse_n, sparse_c = [], [], []
+    for batch in source:
+        doc = np.asarray(batch.doc_index).astype(np.int64)
+        mask = np.asarray(batch.mask)
+        clicks = np.asarray(batch.clicks) & mask
+        doc = np.where(doc < 0, num_documents, doc)
+        previous = _previous_click_rank(clicks, mask) if by_previous_click else np.zeros_like(doc)
+        rank = np.broadcast_to(np.arange(K), doc.shape)
+        keys = ((doc * K + rank) * R + previous)[mask]
+        c = clicks[mask]
+        if dense:
+            impressions += np.bincount(keys, minlength=num_cells)
+            clicks_total += np.bincount(keys, weights=c, minlength=num_cells)
+        else:
+            unique, inverse = np.unique(keys, return_inverse=True)
+            sparse_keys.append(unique)
+            sparse_n.append(np.bincount(inverse))
+            sparse_c.append(np.bincount(inverse, weights=c))
+    if dense:
+        keys = np.flatnonzero(impressions)
+        n, c = impressions[keys], clicks_total[keys]
+    else:
+        all_keys = np.concatenate(sparse_keys) if sparse_keys else np.zeros(0, np.int64)
+        keys, inverse = np.unique(all_keys, return_inverse=True)
+        n = np.bincount(inverse, weights=np.concatenate(sparse_n) if sparse_n else None)
+        c = np.bincount(inverse, weights=np.concatenate(sparse_c) if sparse_c else None)
+    previous = keys % R
+    rank = (keys // R) % K
+    doc = keys // (R * K)
+    return doc, rank, previous, n, c
+
+
+def _has_converged(history: list[dict], tolerance: float, log_likelihood_tolerance: float) -> bool:
+    """No parameter moved more than ``tolerance``, or the log-likelihood rose by
+    less than ``log_likelihood_tolerance`` relative (EM crawling along a ridge)."""
+    if history[-1]["max_change"] < tolerance:
+        return True
+    if len(history) < 2:
+        return False
+    previous, current = history[-2]["log_likelihood"], history[-1]["log_likelihood"]
+    return abs(current - previous) <= log_likelihood_tolerance * max(abs(current), 1.0)
+
+
+def _em_cells(model, cells, num_documents, list_size, prior: Prior, max_iterations, tolerance, log_likelihood_tolerance, init):
+    doc, rank, previous, n, c = cells
+    K = list_size
+    R = K if model == "ubm" else 1
+    exam_cell = rank * R + previous
+    attraction = np.full(num_documents + 1, 0.5) if init is None else np.array(init["attraction"], float)
+    if init is None:
+        examination = np.full(K * R, 0.9)
+    else:
+        examination = np.array(init["examination"], float).reshape(K * R)
+    a_doc, b_doc = prior.document
+    a_rank, b_rank = prior.rank
+    exam_n = np.bincount(exam_cell, weights=n, minlength=K * R)
+    doc_n = np.bincount(doc, weights=n, minlength=num_documents + 1)
+    history, converged = [], False
+    skip = n - c
+    for iteration in range(max_iterations):
+        alpha, theta = attraction[doc], examination[exam_cell]
+        not_clicked = 1.0 - alpha * theta
+        log_likelihood = float(np.sum(c * np.log(alpha * theta) + skip * np.log(not_clicked)))
+        attracted = c + skip * alpha * (1.0 - theta) / not_clicked
+        examined = c + skip * theta * (1.0 - alpha) / not_clicked
+        new_attraction = (np.bincount(doc, weights=attracted, minlength=num_documents + 1) + a_doc) / (
+            doc_n + a_doc + b_doc
+        )
+        new_examination = (np.bincount(exam_cell, weights=examined, minlength=K * R) + a_rank) / (
+            exam_n + a_rank + b_rank
+        )
+        change = max(np.abs(new_attraction[:-1] - attraction[:-1]).max(), np.abs(new_examination - examination).max())
+        attraction, examination = new_attraction, new_examination
+        history.append({"iteration": iteration, "log_likelihood": log_likelihood, "max_change": float(change)})
+        if _has_converged(history, tolerance, log_likelihood_tolerance):
+            converged = True
+            break
+    tables = {"attraction": attraction, "examination": examination.reshape((K, K) if R > 1 else (K,))}
+    if model == "ubm":  # cells never observed (previous click at or below rank) keep the prior mean
+        unseen = exam_n.reshape(K, K) == 0
+        tables["examination"][unseen] = a_rank / (a_rank + b_rank)
+    _set_unseen_row(tables, model, {"attraction": doc_n})
+    return tables, history, converged
+
+
+# ---------------------------------------------------------------------- EM: generic (Fisher identity)
+@functools.partial(jax.jit, static_argnames=("model",))
+def _expected_counts(model: str, log_tables, log_complements, batch: SessionBatch):
+    def total(lp, lq):
+        return jnp.sum(assemble_log(model, lp, lq, batch).log_prob(batch.clicks))
+
+    value, (used, unused) = jax.value_and_grad(total, argnums=(0, 1))(log_tables, log_complements)
+    return value, used, unused
+
+
+def _em_generic(model, source, num_documents, list_size, prior: Prior, max_iterations, tolerance, log_likelihood_tolerance, init, callback):
+    kinds = MODELS[model].parameter_kinds
+    tables = initial_tables(model, num_documents, list_size) if init is None else {k: np.array(v, float) for k, v in init.items()}
+    history, converged = [], False
+    for iteration in range(max_iterations):
+        log_tables = {k: jnp.log(jnp.asarray(v, jnp.float32)) for k, v in tables.items()}
+        log_complements = {k: jnp.log1p(-jnp.asarray(v, jnp.float32)) for k, v in tables.items()}
+        used = {k: np.zeros_like(v) for k, v in tables.items()}
+        unused = {k: np.zeros_like(v) for k, v in tables.items()}
+        log_likelihood = 0.0
+        for batch in source:
+            value, u, nu = _expected_counts(model, log_tables, log_complements, batch)
+            log_likelihood += float(value)
+            for k in tables:
+                used[k] += np.asarray(u[k], np.float64)
+                unused[k] += np.asarray(nu[k], np.float64)
+        counts, new_tables = {}, {}
+        for name, kind in kinds.items():
+            a, b = prior.document if kind == DOCUMENT else prior.rank
+            counts[name] = used[name] + unused[name]
+            new_tables[name] = (used[name] + a) / (counts[name] + a + b)
+        _set_unseen_row(new_tables, model, counts)
+        change = max(float(np.abs(new_tables[n] - tables[n]).max()) for n in kinds)
+        tables = new_tables
+        history.append({"iteration": iteration, "log_likelihood": log_likelihood, "max_change": change})
+        if callback is not None:
+            callback(history[-1])
+        if _has_converged(history, tolerance, log_likelihood_tolerance):
+            converged = True
+            break
+    return tables, history, converged
+
+
+def fit_em(
+    model: str,
+    source: Iterable[SessionBatch],
+    num_documents: int,
+    list_size: int,
+    *,
+    prior: Prior = Prior(),
+    max_iterations: int = 200,
+    tolerance: float = 1e-5,
+    log_likelihood_tolerance: float = 1e-9,
+    init: dict | None = None,
+    callback: Callable[[dict], None] | None = None,
+) -> FitResult:
+    """Fit ``model`` by expectation-maximisation.
+
+    Args:
+      model: a name in :data:`click_models.MODELS`.
+      source: re-iterable of :class:`SessionBatch`; one pass per iteration
+        (PBM and UBM need a single pass: their E-step runs on aggregated cells).
+      num_documents: size of the document tables (without the prior row).
+      list_size: K.
+      prior: Beta pseudo-counts of the M-step.
+      max_iterations, tolerance: stop when no parameter moves more than ``tolerance``
+        or the log-likelihood improves by less than ``log_likelihood_tolerance`` (relative).
+
+    Returns:
+      a :class:`FitResult`; ``history`` holds the training log-likelihood per iteration.
+
+    References: Dempster, Laird and Rubin (1977); Chuklin et al. (2015), ch. 4.
+    """
+    if model not in MODELS:
+        raise ValueError(f"unknown click model {model!r}; choose from {sorted(MODELS)}")
+    if model in ("pbm", "ubm"):
+        cells = aggregate_cells(source, num_documents, list_size, by_previous_click=model == "ubm")
+        tables, history, converged = _em_cells(
+            model, cells, num_documents, list_size, prior, max_iterations, tolerance, log_likelihood_tolerance, init
+        )
+        if callback is not None:
+            for entry in history:
+                callback(entry)
+    else:
+        tables, history, converged = _em_generic(
+            model, source, num_documents, list_size, prior, max_iterations, tolerance, log_likelihood_tolerance,
+            init, callback,
+        )
+    return FitResult(model, tables, history, "em", converged)
+
+
+# ---------------------------------------------------------------------- counting
+def fit_counting(
+    model: str, source: Iterable[SessionBatch], num_documents: int, list_size: int, *, prior: Prior = Prior()
+) -> FitResult:
+    """Closed-form counting estimators (Chuklin et al. 2015, sec. 4.1-4.2).
+
+    * Cascade (exact MLE): a document is examined at or above the first click
+      (everywhere when there is none); ``attraction = clicks / examinations``.
+      Clicks below the first one contradict the model and are ignored.
+    * SDBN: documents at or above the last click are examined (everywhere in a
+      session without clicks); ``attraction = clicks / examinations``,
+      ``satisfaction = last clicks / clicks``.
+    * DCM: attraction as SDBN; ``continuation[k] = 1 - last clicks at k / clicks at k``.
+
+    The SDBN and DCM estimators assume the user stops at the last click; use
+    :func:`fit_em` for the exact maximum-likelihood fit.
+    """
+    if model not in ("cascade", "sdbn", "dcm"):
+        raise ValueError(f"counting estimators exist for cascade, sdbn and dcm, not {model!r}")
+    K = list_size
+    size = num_documents + 1
+    examined_n = np.zeros(size)
+    clicked_n = np.zeros(size)
+    last_n = np.zeros(size)
+    rank_clicks = np.zeros(K)
+    rank_last = np.zeros(K)
+    for batch in source:
+        doc = np.asarray(batch.doc_index).astype(np.int64)
+        doc = np.where(doc < 0, num_documents, doc)
+        mask = np.asarray(batch.mask)
+        clicks = np.asarray(batch.clicks) & mask
+        ranks = np.arange(K)
+        any_click = clicks.any(axis=1, keepdims=True)
+        if model == "cascade":
+            first = np.where(any_click, np.argmax(clicks, axis=1)[:, None], K)
+            examined = mask & (ranks <= first)
+            clicks = clicks & (ranks == first)
+            last = np.zeros_like(clicks)
+        else:
+            last_rank = np.where(any_click, K - 1 - np.argmax(clicks[:, ::-1], axis=1)[:, None], K)
+            examined = mask & (ranks <= last_rank)
+            last = clicks & (ranks == last_rank)
+        examined_n += np.bincount(doc[examined], minlength=size)
+        clicked_n += np.bincount(doc[clicks], minlength=size)
+        last_n += np.bincount(doc[last], minlength=size)
+        rank_clicks += clicks.sum(axis=0)
+        rank_last += last.sum(axis=0)
+    a, b = prior.document
+    tables = {"attraction": (clicked_n + a) / (examined_n + a + b)}
+    if model == "sdbn":
+        tables["satisfaction"] = (last_n + a) / (clicked_n + a + b)
+    if model == "dcm":
+        ar, br = prior.rank
+        tables["continuation"] = (rank_clicks - rank_last + ar) / (rank_clicks + ar + br)
+    _set_unseen_row(tables, model, {"attraction": examined_n, "satisfaction": clicked_n})
+    return FitResult(model, tables, [], "counting", True)
+
+
+# ---------------------------------------------------------------------- gradient
+class AttractionNetwork(nnx.Module):
+    """MLP from query-document features ``[..., K, F]`` to attraction logits ``[..., K]``."""
+
+    def __init__(self, num_features: int, hidden: Sequence[int] = (32,), *, rngs: nnx.Rngs):
+        sizes = [num_features, *hidden]
+        self.layers = nnx.List([nnx.Linear(i, o, rngs=rngs) for i, o in zip(sizes[:-1], sizes[1:])])
+        self.out = nnx.Linear(sizes[-1], 1, rngs=rngs)
+
+    def __call__(self, features: jax.Array) -> jax.Array:
+        x = features
+        for layer in self.layers:
+            x = jax.nn.relu(layer(x))
+        return self.out(x)[..., 0]
+
+
+class ClickModelParameters(nnx.Module):
+    """Trainable logits of a click model's tables (``flax.nnx``).
+
+    With ``attraction_network`` the document attraction (relevance for trust
+    bias) comes from features instead of a table, so unseen documents get
+    their own estimate.
+    """
+
+    def __init__(self, model: str, num_documents: int, list_size: int, *, init: dict | None = None,
+                 attraction_network: nnx.Module | None = None):
+        self.model = model
+        tables = init if init is not None else initial_tables(model, num_documents, list_size)
+        self.names = tuple(MODELS[model].parameter_kinds)
+        for name in self.names:
+            p = np.clip(np.asarray(tables[name], np.float64), 1e-4, 1 - 1e-4)
+            setattr(self, f"{name}_logit", nnx.Param(jnp.asarray(np.log(p) - np.log1p(-p), jnp.float32)))
+        self.attraction_network = attraction_network
+
+    def _document_parameter(self) -> str:
+        return "relevance" if self.model == "trust_bias" else "attraction"
+
+    def __call__(self, batch: SessionBatch) -> ClickModel:
+        kinds = MODELS[self.model].parameter_kinds
+        logits = {}
+        for name in self.names:
+            table = getattr(self, f"{name}_logit")[...]
+            logits[name] = _gather(table, kinds[name], batch.doc_index)
+        if self.attraction_network is not None:
+            if batch.features is None:
+                raise ValueError("this click model scores features: the batch has none")
+            logits[self._document_parameter()] = self.attraction_network(batch.features)
+        return MODELS[self.model].from_logits(mask=batch.mask, **logits)
+
+    def tables(self) -> dict[str, np.ndarray]:
+        return {n: np.asarray(jax.nn.sigmoid(getattr(self, f"{n}_logit")[...]), np.float64) for n in self.names}
+
+
+def _negative_log_likelihood(params: ClickModelParameters, batch: SessionBatch) -> jax.Array:
+    sessions = jnp.maximum(jnp.sum(jnp.any(batch.mask, axis=-1)), 1)
+    return -jnp.sum(params(batch).log_prob(batch.clicks)) / sessions
+
+
+@nnx.jit
+def _train_step(params: ClickModelParameters, optimizer: nnx.Optimizer, batch: SessionBatch):
+    loss, grads = nnx.value_and_grad(_negative_log_likelihood)(params, batch)
+    optimizer.update(params, grads)
+    return loss
+
+
+def fit_gradient(
+    model: str,
+    source: Iterable[SessionBatch],
+    num_documents: int,
+    list_size: int,
+    *,
+    validation: Iterable[SessionBatch] | None = None,
+    optimizer: optax.GradientTransformation | None = None,
+    epochs: int = 50,
+    patience: int = 5,
+    init: dict | None = None,
+    attraction_network: nnx.Module | None = None,
+    callback: Callable[[dict], None] | None = None,
+) -> FitResult:
+    """Maximum-likelihood fit by gradient descent with optax (default Adam, lr 0.05).
+
+    Every epoch is a pass over ``source``; with ``validation`` the held-out
+    log-likelihood is measured after each epoch, the best parameters are kept
+    and training stops after ``patience`` epochs without improvement.
+    """
+    if model not in MODELS:
+        raise ValueError(f"unknown click model {model!r}; choose from {sorted(MODELS)}")
+    params = ClickModelParameters(model, num_documents, list_size, init=init, attraction_network=attraction_network)
+    opt = nnx.Optimizer(params, optimizer or optax.adam(0.05), wrt=nnx.Param)
+    history, best, best_value, stale = [], None, -math.inf, 0
+    for epoch in range(epochs):
+        losses = [float(_train_step(params, opt, batch)) for batch in source]
+        entry = {"epoch": epoch, "train_nll": float(np.mean(losses)) if losses else float("nan")}
+        if validation is not None:
+            metrics = evaluate(lambda b: params(b), validation, per_rank=False)
+            entry["validation_log_likelihood"] = metrics["log_likelihood"]
+            if metrics["log_likelihood"] > best_value + 1e-7:
+                best_value, best, stale = metrics["log_likelihood"], nnx.state(params, nnx.Param), 0
+            else:
+                stale += 1
+        history.append(entry)
+        if callback is not None:
+            callback(entry)
+        if validation is not None and stale >= patience:
+            break
+    if best is not None:
+        nnx.update(params, best)
+    tables = params.tables()
+    _set_unseen_row(tables, model)
+    predictor = None
+    if attraction_network is not None:
+        predictor = nnx.jit(lambda p, b: p(b))
+        predictor = (lambda fn, p: (lambda batch: fn(p, batch)))(predictor, params)
+    return FitResult(model, tables, history, "gradient", stale >= patience, predictor)

@@ -1,0 +1,490 @@
+"""The click-log format shared by every part of ultr, and its streaming reader/writer.
+
+A click log is a Parquet file, or a directory of Parquet files, with one row
+per search session (see ``docs/click_logs.md``):
+
+==================  ====================  =========================================
+column              type                  meaning
+==================  ====================  =========================================
+``session_id``      int64                 unique id of the session
+``query_id``        int64                 the query
+``doc_ids``         list<int64>           documents in display order
+``clicks``          list<bool>            click per displayed document
+``positions``       list<int16>, opt.     1-based display rank, when ranks have gaps
+``labels``          list<int8>, opt.      true relevance (simulated logs)
+``examination``     list<float32>, opt.   true examination probability (simulated)
+``policy``          int32, opt.           logging policy id
+``intervention``    int32, opt.           intervention id (0 = none)
+``dwell_time``      list<float32>, opt.   real-log extra
+==================  ====================  =========================================
+
+Reading streams record batches into fixed-size padded numpy batches
+(:class:`ClickLogBatch`): list position ``k`` of the padded arrays is display
+rank ``k + 1`` and ``mask`` marks the filled slots, so every batch of a log has
+the same shape and jit-compiled code never recompiles.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+REQUIRED_COLUMNS = {
+    "session_id": pa.int64(),
+    "query_id": pa.int64(),
+    "doc_ids": pa.list_(pa.int64()),
+    "clicks": pa.list_(pa.bool_()),
+}
+OPTIONAL_COLUMNS = {
+    "positions": pa.list_(pa.int16()),
+    "labels": pa.list_(pa.int8()),
+    "examination": pa.list_(pa.float32()),
+    "policy": pa.int32(),
+    "intervention": pa.int32(),
+    "dwell_time": pa.list_(pa.float32()),
+}
+LIST_SIZE_METADATA_KEY = b"ultr.list_size"
+
+
+class ClickLogError(ValueError):
+    """A click log that does not follow the format."""
+
+
+@dataclasses.dataclass
+class ClickLogBatch:
+    """A fixed-size padded batch of sessions (numpy arrays).
+
+    Attributes:
+      session_id, query_id: ``[B]`` int64.
+      doc_ids: ``[B, K]`` int64 (0 where masked).
+      clicks: ``[B, K]`` bool.
+      mask: ``[B, K]`` bool, True where a document was displayed.
+      row_valid: ``[B]`` bool, False for the padding rows of the last batch.
+      labels: ``[B, K]`` int8 or None.
+      examination: ``[B, K]`` float32 or None.
+      policy, intervention: ``[B]`` int32 or None.
+    """
+
+    session_id: np.ndarray
+    query_id: np.ndarray
+    doc_ids: np.ndarray
+    clicks: np.ndarray
+    mask: np.ndarray
+    row_valid: np.ndarray
+    labels: np.ndarray | None = None
+    examination: np.ndarray | None = None
+    policy: np.ndarray | None = None
+    intervention: np.ndarray | None = None
+
+    @property
+    def num_sessions(self) -> int:
+        return int(self.row_valid.sum())
+
+    @property
+    def list_size(self) -> int:
+        return self.doc_ids.shape[1]
+
+
+# ---------------------------------------------------------------------- writing
+def _list_array(values_2d: np.ndarray, mask: np.ndarray, value_type: pa.DataType) -> pa.ListArray:
+    lengths = mask.sum(axis=1)
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    values = pa.array(values_2d[mask], type=value_type)
+    return pa.ListArray.from_arrays(pa.array(offsets), values)
+
+
+def sessions_to_table(
+    session_id: np.ndarray,
+    query_id: np.ndarray,
+    doc_ids: np.ndarray,
+    clicks: np.ndarray,
+    mask: np.ndarray | None = None,
+    *,
+    labels: np.ndarray | None = None,
+    examination: np.ndarray | None = None,
+    policy: np.ndarray | None = None,
+    intervention: np.ndarray | None = None,
+    with_positions: bool | None = None,
+) -> pa.Table:
+    """Pack padded session arrays ``[B, K]`` into a click-log table.
+
+    ``mask`` marks displayed slots; when it has gaps (a masked slot before a
+    displayed one) a ``positions`` column records the 1-based display ranks.
+    """
+    doc_ids = np.asarray(doc_ids)
+    B, K = doc_ids.shape
+    mask = np.ones((B, K), bool) if mask is None else np.asarray(mask, bool)
+    if with_positions is None:
+        # gaps exist where a displayed slot follows a hidden one
+        with_positions = bool((mask[:, 1:] & ~mask[:, :-1]).any())
+    columns = {
+        "session_id": pa.array(np.asarray(session_id, np.int64)),
+        "query_id": pa.array(np.asarray(query_id, np.int64)),
+        "doc_ids": _list_array(doc_ids.astype(np.int64), mask, pa.int64()),
+        "clicks": _list_array(np.asarray(clicks, bool), mask, pa.bool_()),
+    }
+    if with_positions:
+        ranks = np.broadcast_to(np.arange(1, K + 1, dtype=np.int16), (B, K))
+        columns["positions"] = _list_array(ranks, mask, pa.int16())
+    if labels is not None:
+        columns["labels"] = _list_array(np.asarray(labels).astype(np.int8), mask, pa.int8())
+    if examination is not None:
+        columns["examination"] = _list_array(np.asarray(examination, np.float32), mask, pa.float32())
+    if policy is not None:
+        columns["policy"] = pa.array(np.asarray(policy, np.int32))
+    if intervention is not None:
+        columns["intervention"] = pa.array(np.asarray(intervention, np.int32))
+    table = pa.table(columns)
+    return table.replace_schema_metadata({LIST_SIZE_METADATA_KEY: str(K).encode()})
+
+
+def atomic_write_parquet(table: pa.Table, path: str | os.PathLike, **kwargs) -> Path:
+    """Write ``table`` to ``path`` through a temporary file and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp, **kwargs)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_text(text: str, path: str | os.PathLike) -> Path:
+    """Write a text file through a temporary file and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_json(data, path: str | os.PathLike) -> Path:
+    return atomic_write_text(json.dumps(data, indent=2) + "\n", path)
+
+
+class ClickLogWriter:
+    """Stream click-log tables into numbered Parquet files in a directory.
+
+    Each file is written atomically (temporary name, then rename); a new file
+    starts after ``rows_per_file`` rows.
+
+    >>> # with ClickLogWriter("logs/") as writer: writer.write(table)
+    """
+
+    def __init__(self, directory: str | os.PathLike, rows_per_file: int = 5_000_000, prefix: str = "part"):
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.rows_per_file = rows_per_file
+        self.prefix = prefix
+        self._file_index = 0
+        self._writer: pq.ParquetWriter | None = None
+        self._tmp: str | None = None
+        self._rows_in_file = 0
+        self.files: list[Path] = []
+        self.rows_written = 0
+
+    def _final_name(self) -> Path:
+        return self.directory / f"{self.prefix}-{self._file_index:05d}.parquet"
+
+    def write(self, table: pa.Table) -> None:
+        while table.num_rows:
+            if self._writer is None:
+                fd, self._tmp = tempfile.mkstemp(prefix=".part.", suffix=".tmp", dir=self.directory)
+                os.close(fd)
+                self._writer = pq.ParquetWriter(self._tmp, table.schema)
+                self._rows_in_file = 0
+            room = self.rows_per_file - self._rows_in_file
+            head, table = table.slice(0, room), table.slice(room)
+            self._writer.write_table(head)
+            self._rows_in_file += head.num_rows
+            self.rows_written += head.num_rows
+            if self._rows_in_file >= self.rows_per_file:
+                self._close_file()
+
+    def _close_file(self) -> None:
+        if self._writer is None:
+            return
+        self._writer.close()
+        final = self._final_name()
+        os.replace(self._tmp, final)
+        self.files.append(final)
+        self._file_index += 1
+        self._writer, self._tmp = None, None
+
+    def close(self) -> None:
+        self._close_file()
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            Path(self._tmp).unlink(missing_ok=True)
+            self._writer, self._tmp = None, None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+# ---------------------------------------------------------------------- reading
+def click_log_files(path: str | os.PathLike) -> list[Path]:
+    """The Parquet files of a click log (a file, or a directory of ``*.parquet``)."""
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*.parquet") if not p.name.startswith("."))
+        if not files:
+            raise ClickLogError(f"{path}: no .parquet files in this directory")
+        return files
+    if not path.exists():
+        raise ClickLogError(f"{path}: no such click log")
+    return [path]
+
+
+def check_schema(schema: pa.Schema, where: str) -> None:
+    """Raise :class:`ClickLogError` naming ``where`` when ``schema`` breaks the format."""
+    for name, dtype in REQUIRED_COLUMNS.items():
+        if name not in schema.names:
+            raise ClickLogError(f"{where}: missing required column {name!r} (has {schema.names})")
+    for name, dtype in {**REQUIRED_COLUMNS, **OPTIONAL_COLUMNS}.items():
+        if name in schema.names:
+            actual = schema.field(name).type
+            if pa.types.is_list(dtype) != (pa.types.is_list(actual) or pa.types.is_large_list(actual)):
+                raise ClickLogError(f"{where}: column {name!r} must be {dtype}, found {actual}")
+
+
+def _dataset(path) -> tuple[ds.Dataset, list[Path]]:
+    files = click_log_files(path)
+    for file in files:
+        check_schema(pq.read_schema(file), str(file))
+    return ds.dataset([str(f) for f in files], format="parquet"), files
+
+
+def infer_list_size(path: str | os.PathLike) -> int:
+    """Largest display rank in the log (from file metadata when present, else a scan)."""
+    files = click_log_files(path)
+    sizes = []
+    for file in files:
+        meta = pq.read_schema(file).metadata or {}
+        if LIST_SIZE_METADATA_KEY in meta:
+            sizes.append(int(meta[LIST_SIZE_METADATA_KEY]))
+            continue
+        schema = pq.read_schema(file)
+        column = "positions" if "positions" in schema.names else "doc_ids"
+        for batch in pq.ParquetFile(file).iter_batches(columns=[column]):
+            array = batch.column(0)
+            if column == "positions":
+                flat = pc.list_flatten(array)
+                sizes.append(int(pc.max(flat).as_py() or 0))
+            else:
+                sizes.append(int(pc.max(pc.list_value_length(array)).as_py() or 0))
+    return max(sizes) if sizes else 0
+
+
+def count_sessions(path: str | os.PathLike) -> int:
+    return sum(pq.ParquetFile(f).metadata.num_rows for f in click_log_files(path))
+
+
+def _pad(list_array: pa.Array, slot: np.ndarray, rows: np.ndarray, B: int, K: int, dtype) -> np.ndarray:
+    out = np.zeros((B, K), dtype=dtype)
+    values = pc.list_flatten(list_array).to_numpy(zero_copy_only=False)
+    out[rows, slot] = values
+    return out
+
+
+def _to_padded(batch: pa.RecordBatch, batch_size: int, K: int, where: str) -> ClickLogBatch:
+    n = batch.num_rows
+    names = batch.schema.names
+    doc_ids = batch.column("doc_ids")
+    clicks = batch.column("clicks")
+    lengths = pc.list_value_length(doc_ids).to_numpy(zero_copy_only=False)
+    click_lengths = pc.list_value_length(clicks).to_numpy(zero_copy_only=False)
+    if doc_ids.null_count or clicks.null_count:
+        raise ClickLogError(f"{where}: null doc_ids or clicks lists")
+    if not np.array_equal(lengths, click_lengths):
+        bad = int(np.flatnonzero(lengths != click_lengths)[0])
+        sid = batch.column("session_id")[bad].as_py()
+        raise ClickLogError(f"{where}: session {sid} has {lengths[bad]} doc_ids but {click_lengths[bad]} clicks")
+    rows = np.repeat(np.arange(n), lengths)
+    if "positions" in names and batch.column("positions").null_count < n:
+        positions = batch.column("positions")
+        if not np.array_equal(pc.list_value_length(positions).to_numpy(zero_copy_only=False), lengths):
+            raise ClickLogError(f"{where}: positions and doc_ids differ in length")
+        slot = pc.list_flatten(positions).to_numpy(zero_copy_only=False).astype(np.int64) - 1
+        if slot.size and (slot.min() < 0 or slot.max() >= K):
+            raise ClickLogError(f"{where}: positions must lie in 1..{K}, found {slot.min() + 1}..{slot.max() + 1}")
+    else:
+        starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
+        slot = np.arange(rows.size) - starts
+        if slot.size and slot.max() >= K:
+            raise ClickLogError(f"{where}: a session has {slot.max() + 1} documents, more than list size {K}")
+    B = batch_size
+    mask = np.zeros((B, K), bool)
+    mask[rows, slot] = True
+    if mask.sum() != rows.size:
+        raise ClickLogError(f"{where}: a session lists the same position twice")
+    row_valid = np.zeros(B, bool)
+    row_valid[:n] = True
+
+    def column(name, dtype, fill=0):
+        out = np.full(B, fill, dtype)
+        out[:n] = batch.column(name).to_numpy(zero_copy_only=False)
+        return out
+
+    result = ClickLogBatch(
+        session_id=column("session_id", np.int64),
+        query_id=column("query_id", np.int64),
+        doc_ids=_pad(doc_ids, slot, rows, B, K, np.int64),
+        clicks=_pad(clicks, slot, rows, B, K, bool),
+        mask=mask,
+        row_valid=row_valid,
+    )
+    if "labels" in names:
+        result.labels = _pad(batch.column("labels"), slot, rows, B, K, np.int8)
+    if "examination" in names:
+        result.examination = _pad(batch.column("examination"), slot, rows, B, K, np.float32)
+    if "policy" in names:
+        result.policy = column("policy", np.int32)
+    if "intervention" in names:
+        result.intervention = column("intervention", np.int32)
+    return result
+
+
+def iter_click_log(
+    path: str | os.PathLike,
+    batch_size: int = 65_536,
+    list_size: int | None = None,
+    columns: Iterable[str] | None = None,
+    filter: ds.Expression | None = None,
+) -> Iterator[ClickLogBatch]:
+    """Stream a click log as fixed-size padded batches.
+
+    Every batch has ``batch_size`` rows (the last one padded, ``row_valid``
+    False) and ``list_size`` positions (default: the log's largest rank).
+    Only one batch is held in memory at a time.
+    """
+    dataset, files = _dataset(path)
+    K = list_size or infer_list_size(path)
+    if K <= 0:
+        return
+    wanted = None
+    if columns is not None:
+        wanted = [c for c in dict.fromkeys([*REQUIRED_COLUMNS, *columns]) if c in dataset.schema.names]
+        if "positions" in dataset.schema.names and "positions" not in wanted:
+            wanted.append("positions")
+    where = str(path)
+    pending: list[pa.RecordBatch] = []
+    pending_rows = 0
+    for record_batch in dataset.to_batches(columns=wanted, filter=filter, batch_size=batch_size):
+        if record_batch.num_rows == 0:
+            continue
+        pending.append(record_batch)
+        pending_rows += record_batch.num_rows
+        while pending_rows >= batch_size:
+            table = pa.Table.from_batches(pending)
+            head = table.slice(0, batch_size).combine_chunks().to_batches()[0]
+            rest = table.slice(batch_size)
+            yield _to_padded(head, batch_size, K, where)
+            pending = rest.combine_chunks().to_batches() if rest.num_rows else []
+            pending_rows = rest.num_rows
+    if pending_rows:
+        head = pa.Table.from_batches(pending).combine_chunks().to_batches()[0]
+        yield _to_padded(head, batch_size, K, where)
+
+
+def read_click_log(path: str | os.PathLike, list_size: int | None = None) -> ClickLogBatch:
+    """Read a whole click log as one padded batch (for small logs and tests)."""
+    n = count_sessions(path)
+    batches = list(iter_click_log(path, batch_size=max(n, 1), list_size=list_size))
+    if not batches:
+        raise ClickLogError(f"{path}: the click log has no sessions")
+    return batches[0]
+
+
+# ---------------------------------------------------------------------- documents
+class DocumentIndex:
+    """Dense ids for the (query_id, doc_id) pairs of a log.
+
+    ``lookup`` maps pairs to ``0..size-1`` and unseen or masked pairs to ``-1``.
+    """
+
+    def __init__(self, query_ids: np.ndarray, doc_ids: np.ndarray):
+        self.query_ids = np.asarray(query_ids, np.int64)
+        self.doc_ids = np.asarray(doc_ids, np.int64)
+        keys = self._packed(self.query_ids, self.doc_ids)
+        if keys is not None:
+            self._index = pd.Index(keys)
+        else:
+            self._index = pd.MultiIndex.from_arrays([self.query_ids, self.doc_ids])
+        if not self._index.is_unique:
+            raise ValueError("DocumentIndex: duplicate (query_id, doc_id) pairs")
+
+    @staticmethod
+    def _packed(query_ids: np.ndarray, doc_ids: np.ndarray) -> np.ndarray | None:
+        """One int64 per pair when ids are small enough (fast hashing), else None."""
+        if query_ids.size == 0:
+            return np.zeros(0, np.int64)
+        if query_ids.min() < 0 or query_ids.max() >= 2**31 or doc_ids.min() < 0 or doc_ids.max() >= 2**32:
+            return None
+        return (query_ids << 32) | doc_ids
+
+    @property
+    def size(self) -> int:
+        return len(self.query_ids)
+
+    @classmethod
+    def from_batches(cls, batches: Iterable[ClickLogBatch]) -> "DocumentIndex":
+        frames = []
+        for batch in batches:
+            valid = batch.mask & batch.row_valid[:, None]
+            q = np.broadcast_to(batch.query_id[:, None], batch.doc_ids.shape)[valid]
+            frame = pd.DataFrame({"query_id": q, "doc_id": batch.doc_ids[valid]}).drop_duplicates()
+            frames.append(frame)
+            if len(frames) > 16:
+                frames = [pd.concat(frames).drop_duplicates()]
+        if not frames:
+            return cls(np.zeros(0, np.int64), np.zeros(0, np.int64))
+        pairs = pd.concat(frames).drop_duplicates().sort_values(["query_id", "doc_id"])
+        return cls(pairs["query_id"].to_numpy(), pairs["doc_id"].to_numpy())
+
+    def lookup(self, query_id: np.ndarray, doc_ids: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+        """``[B, K]`` int32 dense ids, ``-1`` where unseen or masked."""
+        q = np.broadcast_to(np.asarray(query_id)[:, None], doc_ids.shape).ravel()
+        d = np.asarray(doc_ids, np.int64).ravel()
+        if self.size == 0:
+            index = np.full(q.shape, -1, np.int64)
+        elif isinstance(self._index, pd.MultiIndex):
+            index = self._index.get_indexer(pd.MultiIndex.from_arrays([q, d]))
+        else:
+            in_range = (q >= 0) & (q < 2**31) & (d >= 0) & (d < 2**32)
+            keys = np.where(in_range, (q << 32) | np.where(in_range, d, 0), -1)
+            index = np.where(in_range, self._index.get_indexer(keys), -1)
+        index = index.reshape(doc_ids.shape).astype(np.int32)
+        if mask is not None:
+            index = np.where(mask, index, -1)
+        return index
