@@ -193,6 +193,7 @@ class ClickModel:
             raise ValueError(f"{name}: parameter shapes do not broadcast: {shapes}") from error
         self._list_size = sizes.pop()
 
+    @property
     def batch_shape(self) -> tuple[int, ...]:
         if not hasattr(self, "_batch_shape"):
             self._check_shapes()
@@ -257,7 +258,11 @@ class ClickModel:
         return jnp.sum(jnp.where(valid, terms, 0.0), axis=-1)
 
     def conditional_click_probs(self, clicks: Array) -> Array:
-        """``P(C_k = 1 | C_<k = clicks_<k)``, shape ``clicks.shape`` broadcast with the batch."""
+        """``P(C_k = 1 | C_<k = clicks_<k)``, shape ``clicks.shape`` broadcast with the batch.
+
+        Where the history ``clicks_<k`` itself has probability 0 the conditional
+        is undefined and reported as 0.
+        """
         log_p1, _, valid = self._log_conditionals(self._prepare_clicks(clicks))
         return jnp.where(valid, jnp.exp(log_p1), 0.0)
 
@@ -333,8 +338,12 @@ class ChainClickModel(ClickModel):
             examined, not_examined = carry
             click, is_valid, attr, not_attr, cont_click, stop_click, cont_skip, stop_skip = x
             history = log_add(examined, not_examined)
-            log_p1 = examined + attr - history
-            log_p0 = log_add(not_examined, examined + not_attr) - history
+            # After an impossible history (probability 0) the conditional is
+            # undefined; report "no click" instead of NaN.
+            possible = history > -jnp.inf
+            history = jnp.where(possible, history, 0.0)
+            log_p1 = jnp.where(possible, examined + attr - history, -jnp.inf)
+            log_p0 = jnp.where(possible, log_add(not_examined, examined + not_attr) - history, 0.0)
             next_click = (examined + attr + cont_click, examined + attr + stop_click)
             next_skip = (
                 examined + not_attr + cont_skip,
@@ -367,7 +376,10 @@ class ChainClickModel(ClickModel):
         attr = jnp.broadcast_to(terms["attr"], shape)
         go_on = log_add(terms["attr"] + terms["cont_click"], terms["not_attr"] + terms["cont_skip"])
         go_on = jnp.where(valid, jnp.broadcast_to(go_on, shape), 0.0)
-        log_examined = jnp.cumsum(go_on, axis=-1) - go_on  # exclusive cumulative sum
+        # exclusive cumulative sum (shifted, so that -inf terms never meet -inf)
+        log_examined = jnp.concatenate(
+            [jnp.zeros_like(go_on[..., :1]), jnp.cumsum(go_on[..., :-1], axis=-1)], axis=-1
+        )
         return jnp.where(valid, jnp.exp(log_examined + attr), 0.0)
 
     def sample(self, key, sample_shape=()):
