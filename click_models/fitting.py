@@ -284,13 +284,42 @@ def _em_cells(model, cells, num_documents, list_size, prior: Prior, max_iteratio
 
 
 # ---------------------------------------------------------------------- EM: generic (Fisher identity)
+def _expand(kind: str, table: jax.Array, doc_index: jax.Array) -> jax.Array:
+    """One copy of a parameter per session (and position), so that gradients
+    come back per session and are summed on the host in float64."""
+    B, K = doc_index.shape
+    if kind == DOCUMENT:
+        return table[doc_index]
+    if kind == RANK:
+        return jnp.broadcast_to(table, (B, K))
+    if kind == RANK_RANK:
+        return jnp.broadcast_to(table, (B, K, K))
+    return jnp.broadcast_to(table, (B,))
+
+
 @functools.partial(jax.jit, static_argnames=("model",))
 def _expected_counts(model: str, log_tables, log_complements, batch: SessionBatch):
-    def total(lp, lq):
-        return jnp.sum(assemble_log(model, lp, lq, batch).log_prob(batch.clicks))
+    """E-step of one batch: by Fisher's identity the gradient of log P(C) with
+    respect to ``log p`` (``log(1-p)``) is the expected number of times each
+    parameter's outcome (its complement) occurred, per session and position."""
+    cls = MODELS[model]
+    kinds = cls.parameter_kinds
+    lp = {n: _expand(kinds[n], log_tables[n], batch.doc_index) for n in kinds}
+    lq = {n: _expand(kinds[n], log_complements[n], batch.doc_index) for n in kinds}
 
-    value, (used, unused) = jax.value_and_grad(total, argnums=(0, 1))(log_tables, log_complements)
-    return value, used, unused
+    def total(lp, lq):
+        per_session = cls.from_log_probabilities(lp, lq, batch.mask).log_prob(batch.clicks)
+        return jnp.sum(per_session), per_session
+
+    (_, per_session), (used, unused) = jax.value_and_grad(total, argnums=(0, 1), has_aux=True)(lp, lq)
+    return per_session, used, unused
+
+
+def _reduce_counts(kind: str, per_session: np.ndarray, doc_index: np.ndarray, size: int) -> np.ndarray:
+    values = np.asarray(per_session, np.float64)
+    if kind == DOCUMENT:
+        return np.bincount(np.where(doc_index < 0, size - 1, doc_index).ravel(), weights=values.ravel(), minlength=size)
+    return values.sum(axis=0) if kind in (RANK, RANK_RANK) else values.sum()
 
 
 def _em_generic(model, source, num_documents, list_size, prior: Prior, max_iterations, tolerance, log_likelihood_tolerance, init, callback):
@@ -304,11 +333,12 @@ def _em_generic(model, source, num_documents, list_size, prior: Prior, max_itera
         unused = {k: np.zeros_like(v) for k, v in tables.items()}
         log_likelihood = 0.0
         for batch in source:
-            value, u, nu = _expected_counts(model, log_tables, log_complements, batch)
-            log_likelihood += float(value)
-            for k in tables:
-                used[k] += np.asarray(u[k], np.float64)
-                unused[k] += np.asarray(nu[k], np.float64)
+            per_session, u, nu = _expected_counts(model, log_tables, log_complements, batch)
+            log_likelihood += float(np.sum(np.asarray(per_session, np.float64)))
+            doc_index = np.asarray(batch.doc_index)
+            for k, kind in kinds.items():
+                used[k] += _reduce_counts(kind, u[k], doc_index, num_documents + 1)
+                unused[k] += _reduce_counts(kind, nu[k], doc_index, num_documents + 1)
         counts, new_tables = {}, {}
         for name, kind in kinds.items():
             a, b = prior.document if kind == DOCUMENT else prior.rank
@@ -422,12 +452,15 @@ def fit_counting(
         rank_clicks += clicks.sum(axis=0)
         rank_last += last.sum(axis=0)
     a, b = prior.document
-    tables = {"attraction": (clicked_n + a) / (examined_n + a + b)}
+    ratio = lambda num, den, a, b: np.divide(  # noqa: E731  (0/0 -> prior mean, or 0.5 without prior)
+        num + a, den + a + b, out=np.full(np.shape(den), a / (a + b) if a + b > 0 else 0.5), where=den + a + b > 0
+    )
+    tables = {"attraction": ratio(clicked_n, examined_n, a, b)}
     if model == "sdbn":
-        tables["satisfaction"] = (last_n + a) / (clicked_n + a + b)
+        tables["satisfaction"] = ratio(last_n, clicked_n, a, b)
     if model == "dcm":
         ar, br = prior.rank
-        tables["continuation"] = (rank_clicks - rank_last + ar) / (rank_clicks + ar + br)
+        tables["continuation"] = ratio(rank_clicks - rank_last, rank_clicks, ar, br)
     _set_unseen_row(tables, model, {"attraction": examined_n, "satisfaction": clicked_n})
     return FitResult(model, tables, [], "counting", True)
 
@@ -505,13 +538,13 @@ def fit_gradient(
     *,
     validation: Iterable[SessionBatch] | None = None,
     optimizer: optax.GradientTransformation | None = None,
-    epochs: int = 50,
-    patience: int = 5,
+    epochs: int = 200,
+    patience: int = 10,
     init: dict | None = None,
     attraction_network: nnx.Module | None = None,
     callback: Callable[[dict], None] | None = None,
 ) -> FitResult:
-    """Maximum-likelihood fit by gradient descent with optax (default Adam, lr 0.05).
+    """Maximum-likelihood fit by gradient descent with optax (default Adam, lr 0.1).
 
     Every epoch is a pass over ``source``; with ``validation`` the held-out
     log-likelihood is measured after each epoch, the best parameters are kept
@@ -520,7 +553,7 @@ def fit_gradient(
     if model not in MODELS:
         raise ValueError(f"unknown click model {model!r}; choose from {sorted(MODELS)}")
     params = ClickModelParameters(model, num_documents, list_size, init=init, attraction_network=attraction_network)
-    opt = nnx.Optimizer(params, optimizer or optax.adam(0.05), wrt=nnx.Param)
+    opt = nnx.Optimizer(params, optimizer or optax.adam(0.1), wrt=nnx.Param)
     history, best, best_value, stale = [], None, -math.inf, 0
     for epoch in range(epochs):
         losses = [float(_train_step(params, opt, batch)) for batch in source]
