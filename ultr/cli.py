@@ -187,9 +187,15 @@ def run_fit(args: argparse.Namespace) -> int:
     if validation is not None:
         print(f"held-out log-likelihood {metrics['held_out_log_likelihood']:.4f} per session, "
               f"perplexity {metrics['perplexity']:.4f}")
-    for name in ("examination", "continuation", "tau1", "tau2", "tau3", "epsilon_pos", "epsilon_neg"):
-        if name in params:
+    for name in ("examination", "examination_normalized", "continuation", "tau1", "tau2", "tau3",
+                 "epsilon_pos", "epsilon_neg"):
+        if name in params and params[name] is not None:
             print(f"{name}: {np.round(np.asarray(params[name]), 4).tolist()}")
+    if args.logs is None and (logs / "true_params.json").exists():
+        truth = json.loads((logs / "true_params.json").read_text())
+        if "examination" in truth and np.ndim(truth["examination"]) == 1:
+            exam = np.asarray(truth["examination"])
+            print(f"true examination_normalized: {np.round(exam / exam[0], 4).tolist()}")
     return 0
 
 
