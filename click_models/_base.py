@@ -270,6 +270,11 @@ class ClickModel:
         """Marginal click probabilities ``P(C_k = 1)``, shape ``batch_shape + [K]``."""
         raise NotImplementedError
 
+    def examination_probs(self) -> Array:
+        """Marginal examination probabilities ``P(E_k = 1)``, shape ``batch_shape + [K]``
+        (0 at masked positions)."""
+        raise NotImplementedError
+
     def _log_conditionals(self, clicks: Array) -> tuple[Array, Array, Array]:
         """Return ``log P(C_k=1 | C_<k)``, ``log P(C_k=0 | C_<k)`` and the validity mask."""
         raise NotImplementedError
@@ -298,6 +303,11 @@ class IndependentClickModel(ClickModel):
         log_p1, _ = self._log_click()
         shape = self.batch_shape + (self.list_size,)
         return jnp.where(self._valid(), jnp.exp(jnp.broadcast_to(log_p1, shape)), 0.0)
+
+    def examination_probs(self):
+        log_examination, _ = self._terms("examination")
+        shape = self.batch_shape + (self.list_size,)
+        return jnp.where(self._valid(), jnp.exp(jnp.broadcast_to(log_examination, shape)), 0.0)
 
     def sample(self, key, sample_shape=()):
         sample_shape = self._sample_shape(sample_shape)
@@ -372,15 +382,19 @@ class ChainClickModel(ClickModel):
     def click_probs(self):
         terms = self._chain_terms()
         shape = self.batch_shape + (self.list_size,)
-        valid = self._valid()
         attr = jnp.broadcast_to(terms["attr"], shape)
+        return jnp.where(self._valid(), jnp.exp(self._log_examination(terms) + attr), 0.0)
+
+    def examination_probs(self):
+        return jnp.where(self._valid(), jnp.exp(self._log_examination(self._chain_terms())), 0.0)
+
+    def _log_examination(self, terms):
+        shape = self.batch_shape + (self.list_size,)
+        valid = self._valid()
         go_on = log_add(terms["attr"] + terms["cont_click"], terms["not_attr"] + terms["cont_skip"])
         go_on = jnp.where(valid, jnp.broadcast_to(go_on, shape), 0.0)
         # exclusive cumulative sum (shifted, so that -inf terms never meet -inf)
-        log_examined = jnp.concatenate(
-            [jnp.zeros_like(go_on[..., :1]), jnp.cumsum(go_on[..., :-1], axis=-1)], axis=-1
-        )
-        return jnp.where(valid, jnp.exp(log_examined + attr), 0.0)
+        return jnp.concatenate([jnp.zeros_like(go_on[..., :1]), jnp.cumsum(go_on[..., :-1], axis=-1)], axis=-1)
 
     def sample(self, key, sample_shape=()):
         sample_shape = self._sample_shape(sample_shape)

@@ -295,6 +295,12 @@ class UBM(ClickModel):
         return la + le, log_add(lne, le + lna), valid
 
     def click_probs(self):
+        return self._marginals()[0]
+
+    def examination_probs(self):
+        return self._marginals()[1]
+
+    def _marginals(self):
         shape = self.batch_shape + (self.list_size,)
         K = self.list_size
         la, _ = self._terms("attraction")
@@ -318,12 +324,13 @@ class UBM(ClickModel):
             click_given_last = jnp.where(is_valid[..., None], click_given_last, 0.0)
             joint = last_click[..., :K] * click_given_last
             p_click = jnp.sum(joint, axis=-1)
+            p_examined = jnp.where(is_valid, jnp.sum(last_click[..., :K] * exam_row, axis=-1), 0.0)
             new = last_click.at[..., :K].add(-joint)
             new = new.at[..., k + 1].add(p_click)
-            return new, p_click
+            return new, (p_click, p_examined)
 
-        _, probs = jax.lax.scan(step, init, xs)
-        return jnp.moveaxis(probs, 0, -1)
+        _, (probs, examined) = jax.lax.scan(step, init, xs)
+        return jnp.moveaxis(probs, 0, -1), jnp.moveaxis(examined, 0, -1)
 
     def sample(self, key, sample_shape=()):
         sample_shape = self._sample_shape(sample_shape)

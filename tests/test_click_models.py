@@ -242,3 +242,23 @@ def test_parameters_are_public_probabilities_and_models_are_pytrees():
     )
     assert batched.shape == (5, 2)
     assert set(MODELS) == {"pbm", "cascade", "dbn", "sdbn", "dcm", "ubm", "ccm", "trust_bias"}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_examination_probs_times_click_given_examination_is_the_click_probability(name):
+    K = 5
+    rng = np.random.default_rng(4)
+    mask = masks(K, rng)
+    model = make_model(name, rng, K, mask=mask)
+    exam = np.asarray(model.examination_probs())
+    assert exam.shape == (BATCH, K) and np.all(exam[~mask] == 0) and np.all((exam >= 0) & (exam <= 1 + 1e-6))
+    if name == "trust_bias":
+        p = model.relevance
+        given_examined = model.epsilon_pos * p + model.epsilon_neg * (1 - p)
+    else:
+        given_examined = model.attraction
+    np.testing.assert_allclose(exam * np.asarray(given_examined), model.click_probs(), atol=1e-6)
+    first = np.argmax(mask, axis=1)
+    if name not in ("pbm", "ubm", "ubm_batched", "trust_bias"):  # cascade family: the first shown rank is examined
+        rows = mask.any(1)
+        np.testing.assert_allclose(exam[rows, first[rows]], 1.0, atol=1e-6)

@@ -67,7 +67,198 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--sessions", type=_positive_int, default=200_000, help="size of the built-in toy log")
     fit.add_argument("--seed", type=int, default=0)
     fit.set_defaults(handler=run_fit)
+
+    simulate = commands.add_parser(
+        "simulate",
+        help="simulate a biased click log from a relevance-labelled dataset",
+        description=(
+            "Rank the queries of a dataset with a logging policy, let a click model click, and stream the "
+            "sessions to Parquet files in OUT (the ultr click-log format, with labels and examination). "
+            "Options may also come from a TOML or JSON --config file whose keys are the option names "
+            "with underscores; command-line options win."
+        ),
+    )
+    simulate.add_argument("--data", default="synthetic",
+                          help="synthetic, a LETOR file, a fold directory (train/vali/test.txt) or a dataset name")
+    simulate.add_argument("--config", type=Path, help="TOML or JSON file with simulation options")
+    simulate.add_argument("--click-model", type=_model_name, help="pbm (default), cascade, dbn, sdbn, dcm, ubm, ccm, trust-bias")
+    simulate.add_argument("--eta", type=float, help="position-bias severity: examination rho_k ** eta (default 1)")
+    simulate.add_argument("--examination", help="dla (default), inverse, or comma-separated rho per rank")
+    simulate.add_argument("--list-size", type=_positive_int, help="documents shown per session (top-K, default 10)")
+    simulate.add_argument("--eps-pos", type=float, help="attraction of the highest grade (default 1.0)")
+    simulate.add_argument("--eps-neg", type=float, help="attraction of grade 0 (default 0.1)")
+    simulate.add_argument("--max-label", type=int, help="highest grade (default: the dataset's)")
+    simulate.add_argument("--continuation", help="DBN gamma, or DCM lambda per rank (comma-separated)")
+    simulate.add_argument("--tau", help="CCM tau1,tau2,tau3 (default 0.8,0.5,0.9)")
+    simulate.add_argument("--trust-eps-pos", help="trust bias: comma-separated click probability of relevant documents per rank")
+    simulate.add_argument("--trust-eps-neg", help="trust bias: comma-separated click probability of non-relevant documents per rank")
+    simulate.add_argument("--policy", help="production (default), uniform, plackett-luce, noisy-oracle; "
+                                             "a comma-separated list mixes several logging policies")
+    simulate.add_argument("--production-fraction", type=float, help="share of training queries for the production ranker (0.01)")
+    simulate.add_argument("--temperature", type=float, help="Plackett-Luce temperature (1.0)")
+    simulate.add_argument("--oracle-noise", type=float, help="noisy-oracle noise scale (1.0)")
+    simulate.add_argument("--intervention", choices=["none", "randtopk", "swap"], help="randomisation of the shown ranking")
+    simulate.add_argument("--intervention-k", type=_positive_int, help="RandTop-k: how many top documents are shuffled")
+    simulate.add_argument("--intervention-rate", type=float, help="share of sessions that get the intervention (1.0)")
+    simulate.add_argument("--query-sampling", choices=["uniform", "powerlaw"])
+    simulate.add_argument("--powerlaw-exponent", type=float)
+    simulate.add_argument("--normalize", choices=["none", "minmax", "log1p", "log1p-minmax"], default="none",
+                          help="feature normalisation for the logging policy's ranker")
+    simulate.add_argument("--sessions", type=_positive_int, default=1_000_000)
+    simulate.add_argument("--seed", type=int, default=0)
+    simulate.add_argument("--chunk-size", type=_positive_int, default=100_000)
+    simulate.add_argument("--rows-per-file", type=_positive_int, default=1_000_000)
+    simulate.add_argument("--out", type=Path, required=True, help="output directory for the Parquet files")
+    simulate.add_argument("--overwrite", action="store_true", help="replace the click log already in OUT")
+    simulate.set_defaults(handler=run_simulate)
+
+    datasets = commands.add_parser("datasets", help="list and download public learning-to-rank datasets")
+    datasets_commands = datasets.add_subparsers(dest="datasets_command", required=True)
+    listing = datasets_commands.add_parser("list", help="the registry, with what is downloaded")
+    listing.add_argument("--dir", type=Path, help="data directory (default $ULTR_DATA_DIR or ~/.cache/ultr/data)")
+    listing.set_defaults(handler=run_datasets_list)
+    download = datasets_commands.add_parser("download", help="fetch, verify and extract a dataset")
+    download.add_argument("name")
+    download.add_argument("--dir", type=Path, help="data directory (default $ULTR_DATA_DIR or ~/.cache/ultr/data)")
+    download.add_argument("--url", help="another address for the archive (a mirror or a file:// copy)")
+    download.set_defaults(handler=run_datasets_download)
     return parser
+
+
+def _floats(text: str | None, what: str):
+    if text is None:
+        return None
+    try:
+        values = [float(x) for x in str(text).split(",") if x.strip()]
+    except ValueError:
+        raise SystemExit(f"ultr simulate: {what} must be comma-separated numbers, got {text!r}") from None
+    return values[0] if len(values) == 1 else values
+
+
+def _load_config_file(path: Path) -> dict:
+    import tomllib
+
+    if not path.exists():
+        raise SystemExit(f"ultr simulate: config file {path} does not exist")
+    try:
+        if path.suffix == ".json":
+            return json.loads(path.read_text())
+        return tomllib.loads(path.read_text())
+    except (ValueError, tomllib.TOMLDecodeError) as error:
+        raise SystemExit(f"ultr simulate: {path}: {error}") from None
+
+
+def simulation_config(args: argparse.Namespace):
+    """Merge --config and command-line options into a SimulationConfig (unknown keys are errors)."""
+    import dataclasses
+
+    from simulators.simulation import SimulationConfig
+
+    fields = {f.name for f in dataclasses.fields(SimulationConfig)}
+    values: dict = {}
+    if args.config is not None:
+        for key, value in _load_config_file(args.config).items():
+            name = key.replace("-", "_")
+            name = {"policy": "policies"}.get(name, name)
+            if name not in fields:
+                raise SystemExit(f"ultr simulate: {args.config}: unknown key {key!r}; "
+                                 f"known: {', '.join(sorted(fields))}")
+            values[name] = value
+    cli = {
+        "click_model": args.click_model, "eta": args.eta, "list_size": args.list_size, "eps_pos": args.eps_pos,
+        "eps_neg": args.eps_neg, "max_label": args.max_label, "production_fraction": args.production_fraction,
+        "temperature": args.temperature, "oracle_noise": args.oracle_noise, "intervention_k": args.intervention_k,
+        "intervention_rate": args.intervention_rate, "query_sampling": args.query_sampling,
+        "powerlaw_exponent": args.powerlaw_exponent,
+        "continuation": _floats(args.continuation, "--continuation"),
+        "trust_eps_pos": _floats(args.trust_eps_pos, "--trust-eps-pos"),
+        "trust_eps_neg": _floats(args.trust_eps_neg, "--trust-eps-neg"),
+    }
+    if args.examination is not None:
+        cli["examination"] = args.examination if args.examination in ("dla", "inverse") else \
+            list(np.atleast_1d(_floats(args.examination, "--examination")))
+    if args.tau is not None:
+        tau = _floats(args.tau, "--tau")
+        if not isinstance(tau, list) or len(tau) != 3:
+            raise SystemExit("ultr simulate: --tau needs three numbers tau1,tau2,tau3")
+        cli["tau"] = tuple(tau)
+    if args.policy is not None:
+        cli["policies"] = tuple(p.strip() for p in args.policy.split(",") if p.strip())
+    if args.intervention is not None:
+        cli["intervention"] = None if args.intervention == "none" else args.intervention
+    values.update({k: v for k, v in cli.items() if v is not None})
+    if isinstance(values.get("policies"), str):
+        values["policies"] = tuple(p.strip() for p in values["policies"].split(","))
+    if "click_model" in values:
+        values["click_model"] = MODEL_ALIASES.get(values["click_model"], values["click_model"])
+    for key in ("trust_eps_pos", "trust_eps_neg"):
+        if isinstance(values.get(key), float):
+            values[key] = [values[key]] * values.get("list_size", 10)
+    config = SimulationConfig(**values)
+    try:
+        config.validate()
+        config.rank_parameters()
+    except ValueError as error:
+        raise SystemExit(f"ultr simulate: {error}") from None
+    return config
+
+
+def run_simulate(args: argparse.Namespace) -> int:
+    from simulators.datasets import load_dataset
+    from simulators.simulation import Simulator
+
+    config = simulation_config(args)
+    out = args.out
+    existing = sorted(out.glob("part-*.parquet")) if out.exists() else []
+    if existing and not args.overwrite:
+        raise SystemExit(f"ultr simulate: {out} already holds a click log ({len(existing)} files); "
+                         "use --overwrite or another --out")
+    dataset = load_dataset(args.data, normalize=None if args.normalize == "none" else args.normalize)
+    print(f"{dataset.name}: {dataset.train.num_queries:,} training queries, {dataset.num_features} features, "
+          f"grades 0-{dataset.max_label}; policy {','.join(config.policies)}; click model {config.click_model}")
+    simulator = Simulator(dataset, config, seed=args.seed)
+    for file in existing:
+        file.unlink()
+    summary = simulator.run(out, args.sessions, chunk_size=args.chunk_size, rows_per_file=args.rows_per_file)
+    ctr = " ".join(f"{x:.3f}" for x in summary["ctr_per_rank"])
+    print(f"{summary['sessions']:,} sessions in {summary['seconds']:.2f}s "
+          f"({summary['sessions_per_second']:,.0f} sessions/s) -> {out} ({len(summary['files'])} files)")
+    print(f"CTR per rank: {ctr}")
+    return 0
+
+
+def run_datasets_list(args: argparse.Namespace) -> int:
+    from simulators.registry import DATASETS, data_dir, is_downloaded
+
+    root = data_dir(args.dir)
+    print(f"data directory: {root}")
+    print(f"{'name':<13} {'queries':>8} {'features':>8} {'labels':>6}  {'status':<10} access")
+    for name, entry in DATASETS.items():
+        status = "downloaded" if is_downloaded(name, args.dir) else "-"
+        access = "automatic" if entry.url else "licence: by hand"
+        print(f"{name:<13} {entry.queries:>8} {entry.features:>8} {entry.labels:>6}  {status:<10} {access}")
+    print("also built in: synthetic (no download)")
+    return 0
+
+
+def run_datasets_download(args: argparse.Namespace) -> int:
+    from simulators.registry import DownloadError, download, info, is_downloaded, verify_files
+
+    try:
+        entry = info(args.name)
+        if entry.url is None and args.url is None and is_downloaded(entry.name, args.dir):
+            problems = verify_files(entry.name, args.dir)
+            if problems:
+                print("; ".join(problems), file=sys.stderr)
+                return 1
+            print(f"{entry.name} is in place and its known checksums match")
+            return 0
+        path = download(entry.name, args.dir, url=args.url)
+    except DownloadError as error:
+        print(f"ultr datasets download: {error}", file=sys.stderr)
+        return 1
+    print(f"{entry.name}: ready at {path}")
+    return 0
 
 
 def _simulate_default_log(model: str, out: Path, sessions: int, seed: int) -> Path:
@@ -203,10 +394,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from click_models.logs import ClickLogError
+    from simulators.letor import LetorFormatError
+    from simulators.registry import DownloadError
 
     try:
         return args.handler(args)
-    except ClickLogError as error:
+    except (ClickLogError, LetorFormatError, DownloadError) as error:
         print(f"ultr {args.command}: {error}", file=sys.stderr)
         return 2
 

@@ -1,0 +1,419 @@
+"""The click simulator: a logging policy ranks, a click model clicks, sessions stream to Parquet.
+
+Every session's randomness is derived from the seed and the session's index
+(``fold_in(key(seed), index)``), so a log is identical whatever the chunk size.
+Chunks are computed by jit-compiled code (one compilation: the last chunk is
+padded) and written by a background thread while the next chunk is computed;
+memory stays flat whatever the number of sessions.
+
+Relevance to attraction (Ai et al., SIGIR 2018)::
+
+    attraction(y) = eps_neg + (eps_pos - eps_neg) * (2^y - 1) / (2^y_max - 1)
+
+examination at rank k: ``rho_k ^ eta`` with the DLA paper's ``rho`` or ``1/k``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import json
+import os
+import time
+from pathlib import Path
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pyarrow.parquet as pq
+
+from click_models import MODELS
+from click_models.logs import atomic_write_json, sessions_to_table
+
+from .datasets import Dataset, RankingData
+from .policies import POLICIES, Policy, make_policy
+from .toy import DLA_EXAMINATION
+
+INTERVENTIONS = (None, "randtopk", "swap")
+
+
+@dataclasses.dataclass
+class SimulationConfig:
+    """Everything that defines a simulated click log (with the dataset and the seed).
+
+    Attributes:
+      click_model: a name of :data:`click_models.MODELS`.
+      list_size: top-K cutoff: documents shown per session.
+      eta: severity of position bias, examination ``rho_k ** eta``.
+      examination: ``"dla"`` (Ai et al. 2018), ``"inverse"`` (``1/k``) or a list of per-rank rho.
+      eps_pos, eps_neg: attraction of the most and the least relevant grade.
+      max_label: highest grade (default: the dataset's).
+      continuation: DBN gamma (scalar) or DCM lambda per rank.
+      tau: CCM (tau1, tau2, tau3).
+      trust_eps_pos, trust_eps_neg: trust-bias click probabilities per rank
+        (default ``1`` and ``0.65 / k``).
+      policies: logging policies; each session draws one uniformly (several
+        policies give logs for intervention harvesting).
+      production_fraction: share of training queries the production ranker learns from.
+      temperature: Plackett-Luce temperature; oracle_noise: noisy-oracle noise scale.
+      intervention: None, ``"randtopk"`` (shuffle the top ``intervention_k``; Joachims et al.
+        2017) or ``"swap"`` (swap rank 1 with a uniformly drawn rank k; Wang et al. 2018).
+      intervention_rate: share of sessions that get the intervention.
+      query_sampling: ``"uniform"`` or ``"powerlaw"`` (``P(q) ~ rank^-exponent`` over a
+        random order of the queries).
+    """
+
+    click_model: str = "pbm"
+    list_size: int = 10
+    eta: float = 1.0
+    examination: str | list[float] = "dla"
+    eps_pos: float = 1.0
+    eps_neg: float = 0.1
+    max_label: int | None = None
+    continuation: float | list[float] | None = None
+    tau: tuple[float, float, float] = (0.8, 0.5, 0.9)
+    trust_eps_pos: list[float] | None = None
+    trust_eps_neg: list[float] | None = None
+    policies: tuple[str, ...] = ("production",)
+    production_fraction: float = 0.01
+    temperature: float = 1.0
+    oracle_noise: float = 1.0
+    intervention: str | None = None
+    intervention_k: int | None = None
+    intervention_rate: float = 1.0
+    query_sampling: str = "uniform"
+    powerlaw_exponent: float = 1.0
+
+    def validate(self) -> None:
+        if self.click_model not in MODELS:
+            raise ValueError(f"click_model: unknown {self.click_model!r}; choose from {sorted(MODELS)}")
+        if self.list_size < 1:
+            raise ValueError(f"list_size must be positive, got {self.list_size}")
+        if not 0 <= self.eps_neg <= 1 or not 0 <= self.eps_pos <= 1:
+            raise ValueError(f"eps_pos and eps_neg must lie in [0, 1], got {self.eps_pos}, {self.eps_neg}")
+        for policy in self.policies:
+            if policy not in POLICIES:
+                raise ValueError(f"policies: unknown {policy!r}; choose from {', '.join(POLICIES)}")
+        if self.intervention not in INTERVENTIONS:
+            raise ValueError(f"intervention: unknown {self.intervention!r}; choose randtopk or swap")
+        if not 0 <= self.intervention_rate <= 1:
+            raise ValueError(f"intervention_rate must lie in [0, 1], got {self.intervention_rate}")
+        if self.query_sampling not in ("uniform", "powerlaw"):
+            raise ValueError(f"query_sampling: unknown {self.query_sampling!r}; choose uniform or powerlaw")
+        if isinstance(self.examination, str) and self.examination not in ("dla", "inverse"):
+            raise ValueError(f"examination: unknown {self.examination!r}; choose dla, inverse or a list")
+
+    # ------------------------------------------------------------------ per-rank parameters
+    def rho(self) -> np.ndarray:
+        K = self.list_size
+        if isinstance(self.examination, str):
+            if self.examination == "dla" and K <= len(DLA_EXAMINATION):
+                return DLA_EXAMINATION[:K].copy()
+            if self.examination == "dla":
+                raise ValueError(f"examination 'dla' has 10 ranks; list_size is {K}: give a list or 'inverse'")
+            return 1.0 / np.arange(1, K + 1)
+        rho = np.asarray(self.examination, np.float64)
+        if rho.shape != (K,) or np.any((rho < 0) | (rho > 1)):
+            raise ValueError(f"examination must be {K} probabilities, got {self.examination}")
+        return rho
+
+    def rank_parameters(self) -> dict[str, np.ndarray]:
+        """The per-rank and session parameters of the click model (documented in simulation.json)."""
+        K = self.list_size
+        exam = self.rho() ** self.eta
+        name = self.click_model
+        params: dict[str, np.ndarray] = {}
+        if name in ("pbm", "trust_bias"):
+            params["examination"] = exam
+        if name == "trust_bias":
+            params["epsilon_pos"] = np.asarray(self.trust_eps_pos if self.trust_eps_pos is not None else np.ones(K))
+            params["epsilon_neg"] = np.asarray(
+                self.trust_eps_neg if self.trust_eps_neg is not None else 0.65 / np.arange(1, K + 1))
+        if name == "ubm":
+            # examination decays with the distance to the previous click: gamma[k, r] = exam[k - r - 1]
+            k, r = np.meshgrid(np.arange(K), np.arange(K), indexing="ij")
+            distance = np.where(r == 0, k, k - r)
+            params["examination"] = np.where(r <= k, exam[np.clip(distance, 0, K - 1)], exam[0])
+        if name == "dbn":
+            params["continuation"] = np.asarray(0.9 if self.continuation is None else self.continuation, np.float64)
+        if name == "dcm":
+            params["continuation"] = np.asarray(
+                np.linspace(0.9, 0.5, K) if self.continuation is None else self.continuation, np.float64)
+        if name == "ccm":
+            for i, value in enumerate(self.tau, start=1):
+                params[f"tau{i}"] = np.asarray(value, np.float64)
+        for key, value in params.items():
+            if np.any((value < 0) | (value > 1)):
+                raise ValueError(f"{key} must lie in [0, 1], got {value.tolist()}")
+        return params
+
+
+def attraction_from_labels(labels, max_label: int, eps_pos: float, eps_neg: float):
+    """``eps_neg + (eps_pos - eps_neg) * (2^y - 1) / (2^y_max - 1)``."""
+    gain = (jnp.exp2(labels.astype(jnp.float32)) - 1.0) / (2.0**max_label - 1.0)
+    return eps_neg + (eps_pos - eps_neg) * gain
+
+
+def satisfaction_from_labels(labels, max_label: int):
+    """DBN satisfaction ``(2^y - 1) / 2^y_max`` (Chapelle and Zhang, WWW 2009)."""
+    return (jnp.exp2(labels.astype(jnp.float32)) - 1.0) / 2.0**max_label
+
+
+def session_click_model(name: str, labels, shown, params: dict, max_label: int, eps_pos: float, eps_neg: float):
+    """The click model of one or more sessions from the labels shown ``[..., K]``."""
+    attraction = attraction_from_labels(labels, max_label, eps_pos, eps_neg)
+    cls = MODELS[name]
+    if name == "pbm":
+        return cls(attraction, params["examination"], mask=shown)
+    if name == "cascade":
+        return cls(attraction, mask=shown)
+    if name in ("dbn", "sdbn"):
+        satisfaction = satisfaction_from_labels(labels, max_label)
+        if name == "sdbn":
+            return cls(attraction, satisfaction, mask=shown)
+        return cls(attraction, satisfaction, params["continuation"], mask=shown)
+    if name == "dcm":
+        return cls(attraction, params["continuation"], mask=shown)
+    if name == "ubm":
+        return cls(attraction, params["examination"], mask=shown)
+    if name == "ccm":
+        return cls(attraction, params["tau1"], params["tau2"], params["tau3"], mask=shown)
+    if name == "trust_bias":
+        return cls(params["examination"], params["epsilon_pos"], params["epsilon_neg"], attraction, mask=shown)
+    raise ValueError(name)
+
+
+class Simulator:
+    """Simulate click logs over the queries of one split (the training split by default)."""
+
+    def __init__(self, data: Dataset | RankingData, config: SimulationConfig, seed: int = 0):
+        config.validate()
+        self.config, self.seed = config, seed
+        split = data.train if isinstance(data, Dataset) else data
+        self.max_label = config.max_label if config.max_label is not None else (
+            data.max_label if isinstance(data, Dataset) else int(max(split.labels.max(), 1)))
+        if self.max_label < 1:
+            raise ValueError("max_label must be at least 1")
+        self.split = split
+        padded = split.padded(with_features=False)
+        self.query_ids = padded.query_ids
+        self.doc_ids = padded.doc_ids
+        self.labels = padded.labels
+        self.list_sizes = padded.mask.sum(1)
+        padded_with_features = split.padded() if any(p != "uniform" for p in config.policies) else padded
+        policy_cache: dict[str, Policy] = {}
+        self.policies: list[Policy] = []
+        for index, name in enumerate(config.policies):
+            # repeated production policies get different training samples (intervention harvesting)
+            repeat = sum(1 for p in config.policies[:index] if p == name)
+            key = f"{name}-{repeat}"
+            if key not in policy_cache:
+                policy_cache[key] = make_policy(
+                    name, split, padded_with_features, seed=seed + 1000 * repeat,
+                    fraction=config.production_fraction, temperature=config.temperature,
+                    oracle_noise=config.oracle_noise)
+            self.policies.append(policy_cache[key])
+        self.rank_parameters = config.rank_parameters()
+        Q = len(self.query_ids)
+        if config.query_sampling == "uniform":
+            weights = np.ones(Q)
+        else:
+            order = np.random.default_rng(seed).permutation(Q)
+            weights = np.empty(Q)
+            weights[order] = np.arange(1, Q + 1, dtype=np.float64) ** -config.powerlaw_exponent
+        self.query_probabilities = weights / weights.sum()
+        self._chunk_fn = self._build()
+
+    # ------------------------------------------------------------------ the jit-compiled core
+    def _build(self) -> Callable:
+        cfg, K = self.config, self.config.list_size
+        scores = jnp.asarray(np.stack([p.scores for p in self.policies]))  # [P, Q, L]
+        temperatures = jnp.asarray([p.temperature for p in self.policies], jnp.float32)
+        any_stochastic = any(p.stochastic for p in self.policies)
+        L = scores.shape[-1]
+        # deterministic top-K per policy and query (ties broken by position)
+        fixed_order = jnp.asarray(np.stack([
+            np.argsort(-p.scores, axis=1, kind="stable")[:, :K] if L >= K else
+            np.pad(np.argsort(-p.scores, axis=1, kind="stable"), ((0, 0), (0, K - L)))
+            for p in self.policies
+        ]).astype(np.int32))
+        labels = jnp.asarray(self.labels)
+        doc_ids = jnp.asarray(self.doc_ids)
+        list_sizes = jnp.asarray(self.list_sizes, jnp.int32)
+        cdf = jnp.asarray(np.cumsum(self.query_probabilities), jnp.float32)
+        params = {k: jnp.asarray(v, jnp.float32) for k, v in self.rank_parameters.items()}
+        base_key = jax.random.key(self.seed)
+        P = len(self.policies)
+        intervention, rate = cfg.intervention, cfg.intervention_rate
+        shuffle_k = min(cfg.intervention_k or K, K)
+        model_name, max_label = cfg.click_model, self.max_label
+        eps_pos, eps_neg = cfg.eps_pos, cfg.eps_neg
+
+        def one_session(index):
+            key = jax.random.fold_in(base_key, index)
+            k_query, k_policy, k_rank, k_intervene, k_click = jax.random.split(key, 5)
+            query = jnp.minimum(jnp.searchsorted(cdf, jax.random.uniform(k_query), side="right"), len(cdf) - 1)
+            policy = jax.random.randint(k_policy, (), 0, P) if P > 1 else jnp.int32(0)
+            n_docs = list_sizes[query]
+            if any_stochastic:
+                temperature = temperatures[policy]
+                gumbel = jax.random.gumbel(k_rank, (L,))
+                noisy = jnp.where(temperature > 0, scores[policy, query] / jnp.maximum(temperature, 1e-6) + gumbel,
+                                  scores[policy, query])
+                noisy = jnp.where(jnp.isfinite(scores[policy, query]), noisy, -jnp.inf)
+                _, sampled = jax.lax.top_k(noisy, min(K, L))
+                sampled = jnp.pad(sampled, (0, K - min(K, L)))
+                order = jnp.where(temperature > 0, sampled, fixed_order[policy, query])
+            else:
+                order = fixed_order[policy, query]
+            n_shown = jnp.minimum(n_docs, K)
+            positions = jnp.arange(K)
+            code = jnp.int32(0)
+            if intervention is not None:
+                k_apply, k_perm = jax.random.split(k_intervene)
+                apply = jax.random.uniform(k_apply) < rate
+                if intervention == "randtopk":
+                    limit = jnp.minimum(n_shown, shuffle_k)
+                    keys = jnp.where(positions < limit, jax.random.uniform(k_perm, (K,)), positions + 2.0)
+                    permutation = jnp.where(apply, jnp.argsort(keys), positions)
+                    code = jnp.where(apply & (limit > 1), 1, 0)
+                else:  # swap rank 1 with a uniformly drawn rank k in 2..n_shown
+                    other = jax.random.randint(k_perm, (), 1, jnp.maximum(n_shown, 2))
+                    do_swap = apply & (n_shown > 1)
+                    swapped = jnp.where(positions == 0, other, jnp.where(positions == other, 0, positions))
+                    permutation = jnp.where(do_swap, swapped, positions)
+                    code = jnp.where(do_swap, other + 1, 0)
+                order = order[permutation]
+            shown = positions < n_shown
+            shown_labels = jnp.where(shown, labels[query, order], 0)
+            shown_docs = jnp.where(shown, doc_ids[query, order], 0)
+            model = session_click_model(model_name, shown_labels, shown, params, max_label, eps_pos, eps_neg)
+            clicks = model.sample(k_click)
+            return (query, shown_docs, clicks, shown, shown_labels.astype(jnp.int8),
+                    model.examination_probs().astype(jnp.float32), policy.astype(jnp.int32), code.astype(jnp.int32))
+
+        return jax.jit(jax.vmap(one_session))
+
+    def simulate_chunk(self, start: int, size: int, padded_size: int | None = None) -> dict[str, np.ndarray]:
+        """Sessions ``start .. start + size - 1`` as numpy arrays (padded_size: compiled batch size)."""
+        padded_size = padded_size or size
+        index = jnp.arange(start, start + padded_size, dtype=jnp.uint32)
+        query, docs, clicks, shown, labels, exam, policy, code = (
+            np.asarray(x)[:size] for x in self._chunk_fn(index))
+        return {
+            "session_id": np.arange(start, start + size, dtype=np.int64),
+            "query_id": self.query_ids[query],
+            "doc_ids": docs,
+            "clicks": clicks & shown,
+            "mask": shown,
+            "labels": labels,
+            "examination": exam,
+            "policy": policy,
+            "intervention": code,
+        }
+
+    def metadata(self) -> dict:
+        cfg = dataclasses.asdict(self.config)
+        cfg["examination"] = cfg["examination"] if isinstance(cfg["examination"], str) else list(cfg["examination"])
+        return {
+            "config": cfg,
+            "seed": self.seed,
+            "max_label": self.max_label,
+            "policies": [p.name for p in self.policies],
+            "rank_parameters": {k: np.asarray(v).tolist() for k, v in self.rank_parameters.items()},
+            "intervention_codes": {
+                None: "always 0",
+                "randtopk": f"1 = the top {min(self.config.intervention_k or self.config.list_size, self.config.list_size)} shown documents were shuffled uniformly, 0 = not",
+                "swap": "k >= 2 = the documents at ranks 1 and k were swapped, 0 = not",
+            }[self.config.intervention],
+        }
+
+    def run(self, out_dir, num_sessions: int, chunk_size: int = 100_000, rows_per_file: int = 1_000_000,
+            progress: bool = True, workers: int = 2) -> dict:
+        """Simulate ``num_sessions`` sessions into Parquet files under ``out_dir``.
+
+        Sessions ``[i * rows_per_file, (i + 1) * rows_per_file)`` go to
+        ``part-{i:05d}.parquet``; ``workers`` files are produced at a time, each
+        written to a temporary name and renamed when complete. Returns a summary
+        (sessions/s, CTR per rank), also written to ``out_dir/simulation.json``
+        with the configuration.
+        """
+        from tqdm.auto import tqdm
+
+        if num_sessions < 1:
+            raise ValueError(f"num_sessions must be positive, got {num_sessions}")
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        rows_per_file = max(1, rows_per_file)
+        chunk_size = max(1, min(chunk_size, num_sessions, rows_per_file))
+        meta = self.metadata()
+        meta_bytes = json.dumps(meta).encode()
+        K = self.config.list_size
+        compile_started = time.perf_counter()
+        self.simulate_chunk(0, 1, padded_size=chunk_size)  # compile once, outside the timing
+        compile_seconds = time.perf_counter() - compile_started
+        started = time.perf_counter()
+        ranges = [(i, start, min(start + rows_per_file, num_sessions))
+                  for i, start in enumerate(range(0, num_sessions, rows_per_file))]
+        bar = tqdm(total=num_sessions, unit="sessions", unit_scale=True, disable=not progress, desc="simulate")
+
+        def produce(file_index: int, first: int, stop: int):
+            clicks = np.zeros(K)
+            shown = np.zeros(K)
+            final = out_dir / f"part-{file_index:05d}.parquet"
+            tmp = out_dir / f".part-{file_index:05d}.parquet.tmp"
+            state = {"writer": None}
+
+            def write(arrays, size):
+                # encoding and writing (pyarrow, GIL released) overlaps the next chunk's simulation
+                table = sessions_to_table(
+                    arrays["session_id"], arrays["query_id"], arrays["doc_ids"], arrays["clicks"],
+                    arrays["mask"], labels=arrays["labels"], examination=arrays["examination"],
+                    policy=arrays["policy"], intervention=arrays["intervention"], with_positions=False)
+                table = table.replace_schema_metadata({**(table.schema.metadata or {}), b"ultr.simulation": meta_bytes})
+                if state["writer"] is None:
+                    state["writer"] = pq.ParquetWriter(tmp, table.schema, compression="snappy", use_dictionary=False)
+                state["writer"].write_table(table)
+                bar.update(size)
+
+            try:
+                with concurrent.futures.ThreadPoolExecutor(max_workers=1) as io:
+                    pending = None
+                    for start in range(first, stop, chunk_size):
+                        size = min(chunk_size, stop - start)
+                        arrays = self.simulate_chunk(start, size, padded_size=chunk_size)
+                        clicks += arrays["clicks"].sum(0)
+                        shown += arrays["mask"].sum(0)
+                        if pending is not None:
+                            pending.result()
+                        pending = io.submit(write, arrays, size)
+                    if pending is not None:
+                        pending.result()
+                state["writer"].close()
+                state["writer"] = None
+                os.replace(tmp, final)
+            finally:
+                if state["writer"] is not None:
+                    state["writer"].close()
+                tmp.unlink(missing_ok=True)
+            return final, clicks, shown
+
+        try:
+            with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+                results = list(pool.map(lambda r: produce(*r), ranges))
+        finally:
+            bar.close()
+        elapsed = time.perf_counter() - started
+        clicks_per_rank = sum(r[1] for r in results)
+        shown_per_rank = sum(r[2] for r in results)
+        summary = {
+            "sessions": num_sessions,
+            "seconds": round(elapsed, 3),
+            "compile_seconds": round(compile_seconds, 3),
+            "sessions_per_second": num_sessions / elapsed if elapsed > 0 else None,
+            "ctr_per_rank": (clicks_per_rank / np.maximum(shown_per_rank, 1)).tolist(),
+            "files": [r[0].name for r in results],
+        }
+        atomic_write_json({**meta, "summary": summary}, out_dir / "simulation.json")
+        return summary
