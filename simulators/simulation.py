@@ -19,6 +19,7 @@ import concurrent.futures
 import dataclasses
 import json
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -357,8 +358,22 @@ class Simulator:
         ranges = [(i, start, min(start + rows_per_file, num_sessions))
                   for i, start in enumerate(range(0, num_sessions, rows_per_file))]
         bar = tqdm(total=num_sessions, unit="sessions", unit_scale=True, disable=not progress, desc="simulate")
+        workers = max(1, min(workers, len(ranges)))
+        # one long-lived writer thread per worker: fresh threads per file would each grow a malloc arena
+        io_pools = [concurrent.futures.ThreadPoolExecutor(max_workers=1) for _ in range(workers)]
+        free_pools = list(io_pools)
+        pools_lock = threading.Lock()
 
         def produce(file_index: int, first: int, stop: int):
+            with pools_lock:
+                io = free_pools.pop()
+            try:
+                return produce_with(io, file_index, first, stop)
+            finally:
+                with pools_lock:
+                    free_pools.append(io)
+
+        def produce_with(io, file_index: int, first: int, stop: int):
             clicks = np.zeros(K)
             shown = np.zeros(K)
             final = out_dir / f"part-{file_index:05d}.parquet"
@@ -378,18 +393,17 @@ class Simulator:
                 bar.update(size)
 
             try:
-                with concurrent.futures.ThreadPoolExecutor(max_workers=1) as io:
-                    pending = None
-                    for start in range(first, stop, chunk_size):
-                        size = min(chunk_size, stop - start)
-                        arrays = self.simulate_chunk(start, size, padded_size=chunk_size)
-                        clicks += arrays["clicks"].sum(0)
-                        shown += arrays["mask"].sum(0)
-                        if pending is not None:
-                            pending.result()
-                        pending = io.submit(write, arrays, size)
+                pending = None
+                for start in range(first, stop, chunk_size):
+                    size = min(chunk_size, stop - start)
+                    arrays = self.simulate_chunk(start, size, padded_size=chunk_size)
+                    clicks += arrays["clicks"].sum(0)
+                    shown += arrays["mask"].sum(0)
                     if pending is not None:
                         pending.result()
+                    pending = io.submit(write, arrays, size)
+                if pending is not None:
+                    pending.result()
                 state["writer"].close()
                 state["writer"] = None
                 os.replace(tmp, final)
@@ -400,10 +414,12 @@ class Simulator:
             return final, clicks, shown
 
         try:
-            with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
                 results = list(pool.map(lambda r: produce(*r), ranges))
         finally:
             bar.close()
+            for io in io_pools:
+                io.shutdown(wait=True)
         elapsed = time.perf_counter() - started
         clicks_per_rank = sum(r[1] for r in results)
         shown_per_rank = sum(r[2] for r in results)
