@@ -300,11 +300,23 @@ def synthetic_dataset(
     return Dataset("synthetic", train, vali, test, max_label=4)
 
 
+def _synthetic_options(spec: str) -> dict:
+    """``synthetic:queries=500,docs=30,features=16,seed=1`` -> keyword arguments."""
+    names = {"queries": "num_queries", "docs": "docs_per_query", "features": "num_features", "seed": "seed"}
+    options = {}
+    for item in filter(None, spec.partition(":")[2].split(",")):
+        key, _, value = item.partition("=")
+        if key.strip() not in names or not value.strip().isdigit():
+            raise ValueError(f"{spec}: expected synthetic:queries=N,docs=N,features=N,seed=N; bad part {item!r}")
+        options[names[key.strip()]] = int(value)
+    return options
+
+
 def load_dataset(spec: str, normalize: str | None = None, data_dir: str | os.PathLike | None = None) -> Dataset:
-    """Resolve ``spec``: ``synthetic``, a LETOR file or fold directory, or a
-    registry name (see :mod:`simulators.registry`) already downloaded to ``data_dir``."""
-    if spec == "synthetic":
-        return synthetic_dataset()
+    """Resolve ``spec``: ``synthetic`` (or ``synthetic:queries=N,docs=N,features=N,seed=N``),
+    a LETOR file or fold directory, or a registry name (see :mod:`simulators.registry`) already downloaded to ``data_dir``."""
+    if spec == "synthetic" or spec.startswith("synthetic:"):
+        return synthetic_dataset(**_synthetic_options(spec))
     path = Path(spec)
     if path.exists():
         return load_letor_dataset(path, normalize=normalize)

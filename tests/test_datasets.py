@@ -152,6 +152,11 @@ def test_synthetic_dataset_is_deterministic_and_rewards_better_rankers():
     a, b = synthetic_dataset(seed=3), synthetic_dataset(seed=3)
     np.testing.assert_array_equal(a.train.features, b.train.features)
     assert not np.array_equal(synthetic_dataset(seed=4).train.labels, a.train.labels)
+    custom = load_dataset("synthetic:queries=50,docs=7,features=9,seed=3")
+    assert custom.num_features == 9 and set(custom.train.list_sizes) == {7}
+    assert custom.train.num_queries + custom.vali.num_queries + custom.test.num_queries == 50
+    with pytest.raises(ValueError, match="bad part 'colour=2'"):
+        load_dataset("synthetic:colour=2")
     shares = np.bincount(a.train.labels, minlength=5) / a.train.num_documents
     assert shares[0] > 0.4 and shares[4] > 0.01 and a.max_label == 4
     test = a.test.padded()
