@@ -34,6 +34,13 @@ class Policy:
     name: str
     scores: np.ndarray
     temperature: float = 0.0
+    linear: dict | None = None  # {"weights", "mean", "scale"} of a linear ranker
+
+    def description(self) -> dict:
+        out = {"name": self.name, "temperature": self.temperature, "weights": None}
+        if self.linear is not None:
+            out.update({k: np.asarray(v).tolist() for k, v in self.linear.items()})
+        return out
 
     @property
     def stochastic(self) -> bool:
@@ -92,7 +99,8 @@ def make_policy(name: str, data: RankingData, padded: PaddedRanking, *, seed: in
     if name == "production" or name == "plackett-luce":
         w, mean, scale = train_linear_ranker(data, fraction, seed)
         values = ((data.features - mean) / scale) @ w
-        return Policy(name, _pad_scores(data, padded, values), temperature if name == "plackett-luce" else 0.0)
+        return Policy(name, _pad_scores(data, padded, values), temperature if name == "plackett-luce" else 0.0,
+                      {"weights": w, "mean": mean, "scale": scale})
     if name == "uniform":
         return Policy(name, _pad_scores(data, padded, np.zeros(data.num_documents)), 1.0)
     if name == "noisy-oracle":

@@ -322,6 +322,7 @@ class Simulator:
             "seed": self.seed,
             "max_label": self.max_label,
             "policies": [p.name for p in self.policies],
+            "policy_models": [p.description() for p in self.policies],
             "rank_parameters": {k: np.asarray(v).tolist() for k, v in self.rank_parameters.items()},
             "intervention_codes": {
                 None: "always 0",

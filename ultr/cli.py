@@ -112,6 +112,42 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--overwrite", action="store_true", help="replace the click log already in OUT")
     simulate.set_defaults(handler=run_simulate)
 
+    train = commands.add_parser(
+        "train",
+        help="train a ranker from click logs with a counterfactual learner",
+        description=(
+            "Train a Flax ranker on click logs joined with the features of --data (the dataset or fold "
+            "directory the logs were simulated from, which also supplies the validation and test splits). "
+            "Writes metrics.json (test nDCG@1/3/5/10, ERR@10, MRR@10), propensities.json for learners that "
+            "estimate them, and test.run / test.qrels for trec_eval."
+        ),
+    )
+    train.add_argument("--logs", type=Path, help="click log directory or file (not needed for skyline)")
+    train.add_argument("--data", required=True, help="synthetic, a LETOR file, a fold directory or a dataset name")
+    train.add_argument("--learner", required=True, choices=["naive", "ips", "dla", "rem", "two-tower", "paird",
+                                                            "affine", "skyline", "logging-policy"])
+    train.add_argument("--out", type=Path, required=True)
+    train.add_argument("--ranker", choices=["linear", "mlp"], default="mlp")
+    train.add_argument("--hidden", default="512,256,128", help="MLP layer sizes")
+    train.add_argument("--dropout", type=float, default=0.0)
+    train.add_argument("--loss", choices=["softmax", "sigmoid", "pairwise", "lambdarank"],
+                       help="ranking loss (default per learner)")
+    train.add_argument("--batch-size", type=_positive_int, default=256)
+    train.add_argument("--learning-rate", type=float, default=1e-3)
+    train.add_argument("--weight-decay", type=float, default=1e-4)
+    train.add_argument("--epochs", type=_positive_int, default=1, help="passes over the click log")
+    train.add_argument("--max-steps", type=_positive_int, help="stop after this many steps")
+    train.add_argument("--eval-every", type=_positive_int, default=250, help="validation every N steps")
+    train.add_argument("--patience", type=_positive_int, default=8, help="evaluations without improvement")
+    train.add_argument("--propensities", help="propensity JSON file (ultr propensity output) for ips/affine; "
+                                              "default: the log's true examination column")
+    train.add_argument("--clip", type=float, default=0.01, help="IPS: smallest propensity")
+    train.add_argument("--max-weight", type=float, default=100.0, help="DLA: largest inverse weight")
+    train.add_argument("--two-tower", choices=["product", "additive"], default="product")
+    train.add_argument("--normalize", choices=["none", "minmax", "log1p", "log1p-minmax"], default="none")
+    train.add_argument("--seed", type=int, default=0)
+    train.set_defaults(handler=run_train)
+
     datasets = commands.add_parser("datasets", help="list and download public learning-to-rank datasets")
     datasets_commands = datasets.add_subparsers(dest="datasets_command", required=True)
     listing = datasets_commands.add_parser("list", help="the registry, with what is downloaded")
@@ -224,6 +260,39 @@ def run_simulate(args: argparse.Namespace) -> int:
     print(f"{summary['sessions']:,} sessions in {summary['seconds']:.2f}s "
           f"({summary['sessions_per_second']:,.0f} sessions/s) -> {out} ({len(summary['files'])} files)")
     print(f"CTR per rank: {ctr}")
+    return 0
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from simulators.datasets import load_dataset
+    from ultr.training import TrainConfig, train, write_outputs
+
+    try:
+        hidden = tuple(int(h) for h in args.hidden.split(",") if h.strip())
+    except ValueError:
+        raise SystemExit(f"ultr train: --hidden must be comma-separated integers, got {args.hidden!r}") from None
+    config = TrainConfig(
+        learner=args.learner, ranker=args.ranker, hidden=hidden, dropout=args.dropout, loss=args.loss,
+        batch_size=args.batch_size, learning_rate=args.learning_rate, weight_decay=args.weight_decay,
+        epochs=args.epochs, max_steps=args.max_steps, eval_every=args.eval_every, patience=args.patience,
+        seed=args.seed, propensities=args.propensities, clip=args.clip, max_weight=args.max_weight,
+        two_tower=args.two_tower,
+    )
+    if args.learner not in ("skyline", "logging-policy") and args.logs is None:
+        raise SystemExit(f"ultr train: --learner {args.learner} needs --logs")
+    dataset = load_dataset(args.data, normalize=None if args.normalize == "none" else args.normalize)
+    try:
+        result = train(args.logs, dataset, config)
+    except ValueError as error:
+        raise SystemExit(f"ultr train: {error}") from None
+    write_outputs(args.out, result, dataset, config)
+    test = result.test
+    print(f"{args.learner}: {result.steps} steps in {result.seconds:.1f}s; test " +
+          ", ".join(f"{k} {v:.4f}" for k, v in test.items() if k != "num_queries") +
+          f" ({test['num_queries']} queries with a relevant document)")
+    if result.propensities is not None:
+        print("propensities (normalised at rank 1): " + " ".join(f"{p:.3f}" for p in result.propensities))
+    print(f"wrote {args.out}/metrics.json, test.run, test.qrels")
     return 0
 
 
