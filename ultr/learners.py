@@ -298,12 +298,22 @@ class Affine(Learner):
 
 
 class Skyline(Learner):
-    """Full-information skyline: trained on the true relevance labels of the training split."""
+    """Full-information skyline: trained on the true relevance labels of the training split.
+
+    ``labels="gain"`` (default) trains on the nDCG gains ``2^y - 1``, ``"grade"`` on ``y``.
+    """
 
     name = "skyline"
 
+    def __init__(self, ranker, list_size, loss="softmax", labels: str = "gain"):
+        super().__init__(ranker, list_size, loss)
+        if labels not in ("gain", "grade"):
+            raise ValueError(f"unknown skyline labels {labels!r}; choose gain or grade")
+        self.labels = labels
+
     def loss(self, features, batch):
-        return ranking_loss(self.loss_kind, self.ranker(features), batch.labels, batch.mask)
+        labels = jnp.exp2(batch.labels) - 1.0 if self.labels == "gain" else batch.labels
+        return ranking_loss(self.loss_kind, self.ranker(features), labels, batch.mask)
 
 
 LEARNERS = ("naive", "ips", "dla", "rem", "two-tower", "paird", "affine", "skyline", "logging-policy")

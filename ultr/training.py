@@ -206,14 +206,16 @@ def train(logs, dataset: Dataset, config: TrainConfig, progress: bool = True,
 
     if config.learner == "skyline":
         train_lists = store.labelled_lists()
-        steps_per_epoch = math.ceil(len(train_lists.rows) / config.batch_size)
+        # a query list holds many more documents than a session: batches of batch_size / 8 lists
+        list_batch = max(1, config.batch_size // 8)
+        steps_per_epoch = math.ceil(len(train_lists.rows) / list_batch)
         if max_steps is None:
             # a few hundred queries make a handful of steps per epoch: train for as many steps as a
             # click learner would on a million sessions, with early stopping
             max_steps = max(steps_per_epoch * config.epochs, 4_000)
 
         def batches(epoch):
-            return label_batches(train_lists, config.batch_size, config.seed, epoch)
+            return label_batches(train_lists, list_batch, config.seed, epoch)
     else:
         steps_per_epoch = None
 
@@ -246,7 +248,7 @@ def train(logs, dataset: Dataset, config: TrainConfig, progress: bool = True,
                         callback(entry)
                     if value > best_value + 1e-6:
                         best_value, stale = value, 0
-                        best_state = jax.tree.map(jnp.copy, nnx.state(learner))
+                        best_state = jax.tree.map(jnp.copy, nnx.state(learner.ranker))
                     else:
                         stale += 1
                     if stale >= config.patience:
@@ -260,7 +262,8 @@ def train(logs, dataset: Dataset, config: TrainConfig, progress: bool = True,
         bar.close()
     final_value = evaluate_learner(learner, vali_table, vali_lists, (config.metric,))[0][config.metric]
     if best_state is not None and best_value > final_value:
-        nnx.update(learner, best_state)
+        # early stopping selects the ranker; bias models (propensities) keep their final, most-trained state
+        nnx.update(learner.ranker, best_state)
     vali_metrics, _ = evaluate_learner(learner, vali_table, vali_lists, (config.metric,))
     test_metrics, test_scores = evaluate_learner(learner, test_table, test_lists)
     props = learner.propensities()
