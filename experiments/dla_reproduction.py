@@ -33,7 +33,11 @@ def main():
     parser.add_argument("--work", type=Path, default=Path("/tmp/ultr-dla-reproduction"))
     parser.add_argument("--hidden", default="64,32")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "results")
+    parser.add_argument("--report-only", action="store_true", help="rewrite the report from the saved JSON")
     args = parser.parse_args()
+    if args.report_only:
+        write_report(json.loads((args.out / "dla_reproduction.json").read_text())["runs"], args)
+        return
     hidden = tuple(int(h) for h in args.hidden.split(","))
     results = {}
     for name, path in DATASETS.items():
@@ -99,6 +103,10 @@ def write_report(results, args):
             "| DLA | " + " | ".join(f"{x:.3f}" for x in dla_props.mean(0)) + " |",
             "",
             f"Largest absolute error per seed: {', '.join(f'{e:.3f}' for e in error)} (target: within 0.05).",
+            "",
+            "Status: IPS closes at least 80% of the gap: " + ("met" if closed["ips"] >= 0.8 else "**not met**")
+            + "; DLA closes at least 80%: " + ("met" if closed["dla"] >= 0.8 else "**not met**")
+            + "; DLA's propensities within 0.05: " + ("met" if error.max() <= 0.05 else "**not met**") + ".",
             "",
         ]
         summary[name] = {"mean_ndcg@10": mean, "gap_closed": closed, "dla_max_error": error.tolist()}

@@ -23,6 +23,12 @@ from .data import FeatureStore, LabelBatch, click_batches, label_batches, read_p
 from .metrics import evaluate_rankings, parse_metric
 from .rankers import make_ranker
 
+OPTIMIZERS = {
+    "adamw": lambda c: optax.adamw(c.learning_rate, weight_decay=c.weight_decay),
+    "adam": lambda c: optax.adam(c.learning_rate),
+    "adagrad": lambda c: optax.adagrad(c.learning_rate),
+    "sgd": lambda c: optax.sgd(c.learning_rate),
+}
 TEST_METRICS = ("ndcg@1", "ndcg@3", "ndcg@5", "ndcg@10", "err@10", "mrr@10")
 DEFAULT_LOSS = {"naive": "softmax", "ips": "softmax", "dla": "softmax", "rem": "sigmoid", "two-tower": "sigmoid",
                 "paird": "pairwise", "affine": "softmax", "skyline": "softmax"}
@@ -40,6 +46,7 @@ class TrainConfig:
     batch_size: int = 256
     learning_rate: float = 1e-3
     weight_decay: float = 1e-4
+    optimizer: str = "adamw"
     epochs: int = 1
     max_steps: int | None = None
     eval_every: int = 250
@@ -58,6 +65,8 @@ class TrainConfig:
         if self.loss is not None and self.loss not in L.LOSSES:
             raise ValueError(f"unknown loss {self.loss!r}; choose from {', '.join(L.LOSSES)}")
         parse_metric(self.metric)
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; choose from {', '.join(OPTIMIZERS)}")
         for name in ("batch_size", "epochs", "eval_every", "patience"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive")
@@ -196,8 +205,7 @@ def train(logs, dataset: Dataset, config: TrainConfig, progress: bool = True,
         click_log_files(logs)
         K = infer_list_size(logs)
     learner = make_learner(config, dataset.num_features, K, metadata, propensity_file)
-    optimizer = nnx.Optimizer(learner, optax.adamw(config.learning_rate, weight_decay=config.weight_decay),
-                              wrt=nnx.Param)
+    optimizer = nnx.Optimizer(learner, OPTIMIZERS[config.optimizer](config), wrt=nnx.Param)
     table = jnp.asarray(store.table)
     vali_table, test_table = jnp.asarray(vali_store.table), jnp.asarray(test_store.table)
     fixed_propensities = None
