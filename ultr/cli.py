@@ -149,6 +149,25 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0)
     train.set_defaults(handler=run_train)
 
+    propensity = commands.add_parser(
+        "propensity",
+        help="estimate examination propensities from a click log",
+        description=(
+            "Estimate the examination probability per rank (normalised at rank 1) with bootstrap confidence "
+            "intervals and write {estimator, examination, ci_low, ci_high} as JSON; every IPS-based learner "
+            "takes the file (ultr train --propensities FILE)."
+        ),
+    )
+    propensity.add_argument("--logs", type=Path, required=True)
+    propensity.add_argument("--estimator", required=True,
+                            choices=["ctr", "randtopk", "swap", "pivot", "adjacent", "allpairs", "em", "dla"])
+    propensity.add_argument("--out", type=Path, required=True, help="output JSON file")
+    propensity.add_argument("--data", help="dataset of the logs (the dla estimator trains a ranker on it)")
+    propensity.add_argument("--bootstrap", type=int, default=200, help="bootstrap replicates (0: no intervals)")
+    propensity.add_argument("--plot", type=Path, help="draw the estimate against the true curve to this PNG")
+    propensity.add_argument("--seed", type=int, default=0)
+    propensity.set_defaults(handler=run_propensity)
+
     datasets = commands.add_parser("datasets", help="list and download public learning-to-rank datasets")
     datasets_commands = datasets.add_subparsers(dest="datasets_command", required=True)
     listing = datasets_commands.add_parser("list", help="the registry, with what is downloaded")
@@ -295,6 +314,32 @@ def run_train(args: argparse.Namespace) -> int:
     if result.propensities is not None:
         print("propensities (normalised at rank 1): " + " ".join(f"{p:.3f}" for p in result.propensities))
     print(f"wrote {args.out}/metrics.json, test.run, test.qrels")
+    return 0
+
+
+def run_propensity(args: argparse.Namespace) -> int:
+    from click_models.logs import atomic_write_json
+    from ultr.propensity import MissingInterventionError, estimate, plot_estimate, true_examination
+
+    try:
+        result = estimate(args.logs, args.estimator, data=args.data, bootstrap=args.bootstrap, seed=args.seed)
+    except MissingInterventionError as error:
+        print(f"ultr propensity: {error}", file=sys.stderr)
+        return 2
+    except ValueError as error:
+        raise SystemExit(f"ultr propensity: {error}") from None
+    payload = result.to_json()
+    truth = true_examination(args.logs)
+    if truth is not None:
+        payload["true_examination"] = truth.tolist()
+        payload["max_abs_error"] = float(np.nanmax(np.abs(result.examination - truth[: len(result.examination)])))
+    atomic_write_json(payload, args.out)
+    print(f"{args.estimator}: " + " ".join(f"{x:.3f}" for x in result.examination) + f" -> {args.out}")
+    if truth is not None:
+        print(f"true:  " + " ".join(f"{x:.3f}" for x in truth) + f" (max abs error {payload['max_abs_error']:.4f})")
+    if args.plot is not None:
+        plot_estimate(result, truth, args.plot)
+        print(f"plot: {args.plot}")
     return 0
 
 
