@@ -237,14 +237,17 @@ def estimate_em(logs, max_iterations: int = 2000) -> PropensityEstimate:
     return PropensityEstimate("em", _normalise(result.tables["examination"]), None, None, count_sessions(logs))
 
 
-def estimate_dla(logs, data: str, seed: int = 0) -> PropensityEstimate:
+def estimate_dla(logs, data: str, seed: int = 0, epochs: int = 2) -> PropensityEstimate:
     from click_models.logs import count_sessions
     from simulators.datasets import load_dataset
     from ultr.training import TrainConfig, train
 
     if data is None:
         raise ValueError("the dla estimator trains a ranker: give --data (the dataset the logs come from)")
-    result = train(logs, load_dataset(data), TrainConfig(learner="dla", hidden=(64, 32), seed=seed), progress=False)
+    # the goal is the propensity model, so train to the end (no early stopping), with ULTRA's optimiser settings
+    config = TrainConfig(learner="dla", hidden=(64, 32), seed=seed, epochs=epochs, patience=10**9, eval_every=1000,
+                         optimizer="adagrad", learning_rate=0.05, max_weight=1e9)
+    result = train(logs, load_dataset(data), config, progress=False)
     return PropensityEstimate("dla", np.asarray(result.propensities), None, None, count_sessions(logs))
 
 
