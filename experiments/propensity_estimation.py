@@ -29,7 +29,8 @@ LOGS = {
     "harvest": SimulationConfig(policies=("production",) * 4),
 }
 RUNS = [("ctr", "plain"), ("randtopk", "randtopk"), ("swap", "swap"), ("pivot", "harvest"),
-        ("adjacent", "harvest"), ("allpairs", "harvest"), ("em", "randtopk"), ("em", "plain"), ("dla", "randtopk"), ("dla", "plain")]
+        ("adjacent", "harvest"), ("allpairs", "harvest"), ("em", "randtopk"), ("em", "plain"), ("dla", "randtopk"), ("dla", "plain"),
+        ("trust-bias", "randtopk"), ("trust-bias", "harvest")]
 
 
 def main():

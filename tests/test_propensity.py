@@ -104,3 +104,25 @@ def test_ctr_is_biased_and_ips_accepts_a_propensity_file(mq2008, tmp_path):
                  "--propensities", str(tmp_path / "ctr.json"), "--ranker", "linear", "--max-steps", "100",
                  "--eval-every", "50", "--out", str(tmp_path / "ips")]) == 0
     assert json.loads((tmp_path / "ips" / "metrics.json").read_text())["config"]["propensities"].endswith("ctr.json")
+
+
+def test_trust_bias_estimator_recovers_click_probabilities_of_relevant_and_other_documents(tmp_path):
+    from simulators import simulate_toy_log, true_parameters
+
+    queries, K = 100, 10
+    truth = true_parameters("trust_bias", queries, K, seed=0)
+    truth["relevance"] = (np.random.default_rng(0).uniform(size=queries * K + 1) < 0.4).astype(float)
+    log = simulate_toy_log("trust_bias", truth, queries, K, 200_000, seed=1)  # documents shown in random orders
+    write_log(tmp_path, log.doc_ids, log.clicks, query_ids=log.query_id)
+    out = tmp_path / "tb.json"
+    assert main(["propensity", "--logs", str(tmp_path), "--estimator", "trust-bias", "--out", str(out),
+                 "--bootstrap", "5"]) == 0
+    result = json.loads(out.read_text())
+    a = truth["examination"] * truth["epsilon_pos"]
+    b = truth["examination"] * truth["epsilon_neg"]
+    np.testing.assert_allclose(result["click_if_relevant"], a, atol=0.01)
+    np.testing.assert_allclose(result["click_if_irrelevant"], b, atol=0.01)
+    # the file feeds the affine correction: examination x epsilon gives back a and b
+    exam, pos, neg = (np.array(result[k]) for k in ("examination", "epsilon_pos", "epsilon_neg"))
+    np.testing.assert_allclose(exam * pos, result["click_if_relevant"], rtol=1e-9)
+    np.testing.assert_allclose(exam * neg, result["click_if_irrelevant"], rtol=1e-9)

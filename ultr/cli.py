@@ -160,7 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     propensity.add_argument("--logs", type=Path, required=True)
     propensity.add_argument("--estimator", required=True,
-                            choices=["ctr", "randtopk", "swap", "pivot", "adjacent", "allpairs", "em", "dla"])
+                            choices=["ctr", "randtopk", "swap", "pivot", "adjacent", "allpairs", "em", "dla",
+                                     "trust-bias"])
     propensity.add_argument("--out", type=Path, required=True, help="output JSON file")
     propensity.add_argument("--data", help="dataset of the logs (the dla estimator trains a ranker on it)")
     propensity.add_argument("--bootstrap", type=int, default=200, help="bootstrap replicates (0: no intervals)")

@@ -17,6 +17,8 @@ Every estimator returns examination per rank normalised at rank 1,
 * ``em``: the position-based model fitted by EM (Chuklin et al. 2015) — the
   RegressionEM idea with a table of document relevance.
 * ``dla``: the propensities learned by the dual learning algorithm (needs the dataset).
+* ``trust-bias``: click probabilities of relevant and non-relevant documents per rank
+  from documents shown at several ranks (Agarwal et al., WWW 2019).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import pandas as pd
 
 from click_models.logs import ClickLogError, infer_list_size, iter_click_log
 
-ESTIMATORS = ("ctr", "randtopk", "swap", "pivot", "adjacent", "allpairs", "em", "dla")
+ESTIMATORS = ("ctr", "randtopk", "swap", "pivot", "adjacent", "allpairs", "em", "dla", "trust-bias")
 NEEDS = {
     "randtopk": "RandTop-k sessions (intervention = 1): simulate with --intervention randtopk",
     "swap": "swap sessions (intervention = k >= 2) and sessions without intervention: simulate with "
@@ -38,7 +40,7 @@ NEEDS = {
     "pivot": "the same documents shown at different ranks by several logging policies: simulate with "
              "--policy production,production,... or a stochastic policy",
 }
-NEEDS["adjacent"] = NEEDS["allpairs"] = NEEDS["pivot"]
+NEEDS["adjacent"] = NEEDS["allpairs"] = NEEDS["trust-bias"] = NEEDS["pivot"]
 
 
 class MissingInterventionError(ClickLogError):
@@ -52,11 +54,14 @@ class PropensityEstimate:
     ci_low: np.ndarray | None
     ci_high: np.ndarray | None
     sessions: int
+    extra: dict = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> dict:
         as_list = lambda x: None if x is None else [None if not np.isfinite(v) else float(v) for v in x]  # noqa: E731
-        return {"estimator": self.estimator, "examination": as_list(self.examination),
-                "ci_low": as_list(self.ci_low), "ci_high": as_list(self.ci_high), "sessions": self.sessions}
+        out = {"estimator": self.estimator, "examination": as_list(self.examination),
+               "ci_low": as_list(self.ci_low), "ci_high": as_list(self.ci_high), "sessions": self.sessions}
+        out.update({k: as_list(np.asarray(v, np.float64)) for k, v in self.extra.items()})
+        return out
 
 
 def _normalise(theta: np.ndarray) -> np.ndarray:
@@ -224,6 +229,60 @@ def estimate_harvesting(logs, estimator: str, bootstrap: int = 100, seed: int = 
     return PropensityEstimate(estimator, theta, low, high, sessions)
 
 
+def _trust_bias_em(n: np.ndarray, c: np.ndarray, doc_weights: np.ndarray, iterations: int = 500,
+                   tolerance: float = 1e-8):
+    """EM for a two-class mixture: each (query, document) is relevant (clicked at rank k with
+    ``a_k``) or not (``b_k``); ``n``, ``c`` are impressions and clicks ``[documents, K]``."""
+    shown = n.sum(0)
+    ctr = np.divide(c.sum(0), shown, out=np.zeros(n.shape[1]), where=shown > 0)
+    a, b, prior = np.clip(1.5 * ctr, 1e-3, 0.999), np.clip(0.3 * ctr, 1e-4, 0.99), 0.5
+    for _ in range(iterations):
+        log_rel = np.log(prior) + c @ np.log(a) + (n - c) @ np.log1p(-a)
+        log_irr = np.log1p(-prior) + c @ np.log(b) + (n - c) @ np.log1p(-b)
+        w = doc_weights / (1.0 + np.exp(np.clip(log_irr - log_rel, -700, 700)))  # P(relevant | clicks)
+        v = doc_weights - w
+        new_a = np.clip((w @ c + 1e-9) / (w @ n + 2e-9), 1e-6, 1 - 1e-6)
+        new_b = np.clip((v @ c + 1e-9) / (v @ n + 2e-9), 1e-6, 1 - 1e-6)
+        prior = float(np.clip(w.sum() / doc_weights.sum(), 1e-6, 1 - 1e-6))
+        change = max(np.abs(new_a - a).max(), np.abs(new_b - b).max())
+        a, b = new_a, new_b
+        if change < tolerance:
+            break
+    if a[0] < b[0]:  # label switching: the relevant class clicks more
+        a, b = b, a
+    return a, b
+
+
+def estimate_trust_bias(logs, bootstrap: int = 30, seed: int = 0) -> PropensityEstimate:
+    """Trust bias per rank from documents shown at several ranks (interventions or several policies).
+
+    Each (query, document) is relevant or not (binary relevance, Agarwal et al., WWW 2019); a
+    relevant document at rank k is clicked with ``a_k = theta_k eps+_k``, a non-relevant one with
+    ``b_k = theta_k eps-_k``. A two-class mixture fitted by EM over the documents identifies
+    ``a`` and ``b``; the file holds ``examination = a / a_1`` with ``epsilon_pos``/``epsilon_neg``
+    scaled so that ``examination * epsilon_pos = a`` and ``examination * epsilon_neg = b``
+    (what the affine correction of Vardasbi et al., SIGIR 2020 needs), plus ``a`` and ``b``.
+    """
+    K = infer_list_size(logs)
+    cells = harvest_cells(logs)
+    doc = pd.factorize(pd.MultiIndex.from_frame(cells[["query_id", "doc_id"]]))[0]
+    n = np.zeros((doc.max() + 1, K))
+    c = np.zeros_like(n)
+    np.add.at(n, (doc, cells["rank"].to_numpy()), cells["impressions"].to_numpy())
+    np.add.at(c, (doc, cells["rank"].to_numpy()), cells["clicks"].to_numpy())
+    if not ((n > 0).sum(axis=1) > 1).any():
+        raise MissingInterventionError(f"{logs}: the trust-bias estimator needs {NEEDS['trust-bias']}; no "
+                                       "document of this log was shown at two different ranks")
+    a, b = _trust_bias_em(n, c, np.ones(len(n)))
+    rng = np.random.default_rng(seed)
+    replicates = [_normalise(_trust_bias_em(n, c, rng.poisson(1.0, len(n)).astype(np.float64), 200)[0])
+                  for _ in range(bootstrap)]
+    low, high = _percentiles(np.array(replicates)) if bootstrap else (None, None)
+    theta = a / a[0]
+    extra = {"click_if_relevant": a, "click_if_irrelevant": b, "epsilon_pos": a / theta, "epsilon_neg": b / theta}
+    return PropensityEstimate("trust-bias", theta, low, high, int(cells["impressions"].sum()), extra)
+
+
 def estimate_em(logs, max_iterations: int = 2000) -> PropensityEstimate:
     from click_models.fitting import LogSource, fit_em
     from click_models.logs import DocumentIndex
@@ -261,6 +320,8 @@ def estimate(logs, estimator: str, *, data: str | None = None, bootstrap: int = 
         return estimate_harvesting(logs, estimator, min(bootstrap, 100), seed)
     if estimator == "em":
         return estimate_em(logs)
+    if estimator == "trust-bias":
+        return estimate_trust_bias(logs, min(bootstrap, 30), seed)
     return estimate_dla(logs, data, seed)
 
 
