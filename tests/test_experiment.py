@@ -1,0 +1,92 @@
+"""ultr run: grids, caching, outputs and config errors reported before any work."""
+
+import csv
+
+import pytest
+
+from ultr.cli import main
+
+SMALL = '''
+name = "small"
+data = "synthetic:queries=60,docs=10,features=8,seed=1"
+sessions = [5000, 10000]
+seeds = [0, 1]
+learners = ["naive", "ips"]
+estimators = ["randtopk"]
+metrics = ["ndcg@10", "precision@5"]
+
+[simulation]
+click_model = "pbm"
+intervention = "randtopk"
+
+[training]
+ranker = "linear"
+max_steps = 30
+eval_every = 10
+learning_rate = 0.02
+
+[training.ips]
+clip = 0.05
+'''
+
+
+def test_run_grid_with_cached_logs_tables_and_plots(tmp_path, capsys):
+    config = tmp_path / "small.toml"
+    config.write_text(SMALL)
+    assert main(["run", str(config), "--out-root", str(tmp_path / "runs")]) == 0
+    out = tmp_path / "runs" / "small"
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert len(rows) == 2 * 2 * 2  # sessions x seeds x learners
+    assert {r["learner"] for r in rows} == {"naive", "ips"} and {r["sessions"] for r in rows} == {"5000", "10000"}
+    assert all(0 < float(r["ndcg@10"]) <= 1 and 0 <= float(r["precision@5"]) <= 1 for r in rows)
+    for name in ("results.md", "results.json", "ndcg_at_10_per_learner.png", "ndcg_at_10_vs_sessions.png",
+                 "propensities.png"):
+        assert (out / name).stat().st_size > 0, name
+    assert "randtopk" in (out / "results.md").read_text()
+    first = capsys.readouterr().out
+    assert first.count("simulating") == 4
+    assert main(["run", str(config), "--out-root", str(tmp_path / "runs")]) == 0
+    assert capsys.readouterr().out.count("reusing cached logs") == 4
+
+
+@pytest.mark.parametrize("text,message", [
+    ("colour = 1\n", "colour: unknown key"),
+    ("[simulation]\ncolour = 1\n", "simulation.colour: unknown key"),
+    ("[simulation]\nclick_model = 'nope'\n", "simulation: click_model: unknown 'nope'"),
+    ("learners = ['naive', 'magic']\n", "learners[1]: unknown learner 'magic'"),
+    ("seeds = 3\n", "seeds: must be a list"),
+    ("data = 'no/such/file.txt'\n", "data: no/such/file.txt does not exist"),
+    ("sessions = [1000, -5]\n", "sessions: must be a positive integer"),
+    ("metrics = ['ndcg@10', 'f1']\n", "metrics[1]: unknown metric 'f1'"),
+    ("[training]\noptimizer = 'lbfgs'\n", "training: unknown optimizer 'lbfgs'"),
+    ("[training.dla]\nspeed = 2\n", "training.dla.speed: unknown key"),
+    ("name = 'x'\nname = 'y'\n", "line 2"),
+])
+def test_config_errors_name_the_key_before_any_work(tmp_path, capsys, text, message):
+    config = tmp_path / "bad.toml"
+    config.write_text(text)
+    assert main(["run", str(config), "--out-root", str(tmp_path / "runs")]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_missing_config_file(tmp_path, capsys):
+    assert main(["run", str(tmp_path / "none.toml")]) == 2
+    assert "no such config file" in capsys.readouterr().err
+
+
+def test_example_configs_are_valid():
+    from pathlib import Path
+
+    from ultr.experiment import load_config, validate
+
+    examples = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.toml"))
+    assert len(examples) >= 5
+    for path in examples:
+        config = load_config(path)
+        data = config.get("data", "")
+        if data.startswith("../shared"):
+            config["data"] = str(path.parents[1] / data)
+            if not Path(config["data"]).exists():
+                pytest.skip(f"shared data not available: {config['data']}")
+        assert validate(config), path

@@ -1,0 +1,363 @@
+"""Experiments: simulate, estimate propensities, train learners and tabulate, from one TOML config.
+
+A config (every value may be a list, which makes a grid; ``seeds`` and
+``learners`` are lists by nature)::
+
+    name = "default"
+    data = "synthetic"              # synthetic[:...], a LETOR file or fold directory, a dataset name
+    sessions = 200_000              # or [10_000, 100_000, 1_000_000]
+    seeds = [0, 1]
+    learners = ["naive", "ips", "dla", "rem", "skyline"]
+    estimators = []                 # propensity estimators, e.g. ["randtopk", "em"]
+    metrics = ["ndcg@10", "ndcg@5", "err@10"]
+
+    [simulation]                    # options of ultr simulate (SimulationConfig)
+    click_model = "pbm"
+    eta = 1.0                       # or [0.5, 1, 2]
+
+    [training]                      # options of ultr train (TrainConfig)
+    ranker = "mlp"
+    hidden = [64, 32]
+
+    [training.dla]                  # options for one learner only
+    optimizer = "adagrad"
+
+Logs are cached under ``runs/<name>/logs/<key>`` (the key hashes the dataset,
+simulation options, sessions and seed), so a repeated simulation is reused.
+Results go to ``runs/<name>/``: ``results.csv``, ``results.json``,
+``results.md`` and seaborn plots.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import itertools
+import json
+import time
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from click_models.logs import atomic_write_json, atomic_write_text
+from simulators.simulation import SimulationConfig, Simulator
+
+from .metrics import parse_metric
+from .propensity import ESTIMATORS, estimate, true_examination
+from .training import TrainConfig, train
+
+TOP_LEVEL = {"name", "data", "sessions", "seeds", "learners", "estimators", "metrics", "simulation", "training",
+             "normalize"}
+LIST_NATIVE = {"seeds", "learners", "estimators", "metrics"}
+LIST_FIELDS = {"policies", "examination", "hidden", "tau", "trust_eps_pos", "trust_eps_neg", "continuation"}
+
+DEFAULT_CONFIG = {
+    "name": "default",
+    "data": "synthetic",
+    "sessions": 200_000,
+    "seeds": [0, 1],
+    "learners": ["naive", "ips", "dla", "rem", "skyline"],
+    "estimators": [],
+    "metrics": ["ndcg@10", "ndcg@5", "ndcg@1", "err@10"],
+    "simulation": {"click_model": "pbm", "eta": 1.0},
+    "training": {"ranker": "mlp", "hidden": [64, 32], "epochs": 1, "eval_every": 200,
+                 # DLA with ULTRA's optimiser settings; its propensity model needs the whole pass
+                 "dla": {"optimizer": "adagrad", "learning_rate": 0.05, "max_weight": 1e9, "patience": 1000}},
+}
+
+
+class ConfigError(ValueError):
+    """A bad experiment config; the message names the key's path."""
+
+
+def load_config(path: str | Path | None) -> dict:
+    if path is None:
+        return copy.deepcopy(DEFAULT_CONFIG)
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: no such config file")
+    try:
+        config = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: {error}") from None
+    config.setdefault("name", path.stem)
+    return config
+
+
+def _is_grid(key: str, value) -> bool:
+    if key in LIST_NATIVE:
+        return False
+    if key in LIST_FIELDS:  # list-valued options: a list of lists is a grid
+        return isinstance(value, list) and bool(value) and isinstance(value[0], list)
+    return isinstance(value, list)
+
+
+def grid(config: dict) -> list[dict]:
+    """Every combination of the list-valued options: ``[{path: value}, ...]``."""
+    axes = []
+    for key, value in config.items():
+        if key in ("simulation", "training"):
+            for sub, subvalue in value.items():
+                if _is_grid(sub, subvalue):
+                    axes.append((f"{key}.{sub}", subvalue))
+        elif _is_grid(key, value):
+            axes.append((key, value))
+    if not axes:
+        return [{}]
+    names = [name for name, _ in axes]
+    return [dict(zip(names, combo)) for combo in itertools.product(*(values for _, values in axes))]
+
+
+def resolve(config: dict, point: dict) -> dict:
+    out = copy.deepcopy(config)
+    for path, value in point.items():
+        if "." in path:
+            section, key = path.split(".", 1)
+            out[section][key] = value
+        else:
+            out[path] = value
+    return out
+
+
+def _simulation_config(section: dict, where: str = "simulation") -> SimulationConfig:
+    fields = {f.name for f in dataclasses.fields(SimulationConfig)}
+    values = {}
+    for key, value in section.items():
+        name = {"policy": "policies"}.get(key, key)
+        if name not in fields:
+            raise ConfigError(f"{where}.{key}: unknown key; known: {', '.join(sorted(fields))}")
+        if name == "click_model" and isinstance(value, str):
+            value = value.replace("-", "_")
+        values[name] = tuple(value) if name in ("policies", "tau") and isinstance(value, list) else value
+    try:
+        config = SimulationConfig(**values)
+        config.validate()
+        config.rank_parameters()
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"{where}: {error}") from None
+    return config
+
+
+def _train_config(section: dict, learner: str, seed: int, where: str = "training") -> TrainConfig:
+    from .learners import LEARNERS
+
+    fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"learner", "seed"}
+    values = {}
+    overrides = section.get(learner, {}) if isinstance(section.get(learner), dict) else {}
+    for key, value in [*section.items(), *overrides.items()]:
+        if key in LEARNERS and isinstance(value, dict):  # per-learner options: [training.dla]
+            for sub in value:
+                if sub not in fields:
+                    raise ConfigError(f"{where}.{key}.{sub}: unknown key; known: {', '.join(sorted(fields))}")
+            continue
+        if key not in fields:
+            raise ConfigError(f"{where}.{key}: unknown key; known: {', '.join(sorted(fields))}")
+        values[key] = tuple(value) if key == "hidden" else value
+    try:
+        config = TrainConfig(learner=learner, seed=seed, **values)
+        config.validate()
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"{where}: {error}") from None
+    return config
+
+
+def validate(config: dict) -> list[dict]:
+    """Check the whole config before any work; returns the grid points."""
+    for key in config:
+        if key not in TOP_LEVEL:
+            raise ConfigError(f"{key}: unknown key; known: {', '.join(sorted(TOP_LEVEL))}")
+    for key in ("simulation", "training"):
+        if not isinstance(config.get(key, {}), dict):
+            raise ConfigError(f"{key}: must be a table ([{key}])")
+        config.setdefault(key, {})
+    for key in LIST_NATIVE:
+        if key in config and not isinstance(config[key], list):
+            raise ConfigError(f"{key}: must be a list, got {config[key]!r}")
+    config.setdefault("seeds", [0])
+    config.setdefault("learners", ["naive", "ips", "dla", "skyline"])
+    config.setdefault("estimators", [])
+    config.setdefault("metrics", ["ndcg@10"])
+    config.setdefault("sessions", 100_000)
+    config.setdefault("data", "synthetic")
+    if not all(isinstance(s, int) for s in config["seeds"]):
+        raise ConfigError(f"seeds: must be integers, got {config['seeds']!r}")
+    for index, learner in enumerate(config["learners"]):
+        from .learners import LEARNERS
+
+        if learner not in LEARNERS:
+            raise ConfigError(f"learners[{index}]: unknown learner {learner!r}; choose from {', '.join(LEARNERS)}")
+    for index, estimator in enumerate(config["estimators"]):
+        if estimator not in ESTIMATORS:
+            raise ConfigError(f"estimators[{index}]: unknown estimator {estimator!r}; "
+                              f"choose from {', '.join(ESTIMATORS)}")
+    for index, metric in enumerate(config["metrics"]):
+        try:
+            parse_metric(metric)
+        except ValueError as error:
+            raise ConfigError(f"metrics[{index}]: {error}") from None
+    points = grid(config)
+    for point in points:
+        resolved = resolve(config, point)
+        sessions = resolved["sessions"]
+        if not isinstance(sessions, int) or sessions < 1:
+            raise ConfigError(f"sessions: must be a positive integer, got {sessions!r}")
+        data = resolved["data"]
+        if not isinstance(data, str):
+            raise ConfigError(f"data: must be a string, got {data!r}")
+        if not data.startswith("synthetic") and not Path(data).exists():
+            from simulators.registry import DATASETS
+
+            if data.lower() not in DATASETS:
+                raise ConfigError(f"data: {data} does not exist")
+        _simulation_config(resolved["simulation"])
+        for learner in resolved["learners"]:
+            _train_config(resolved["training"], learner, 0)
+    return points
+
+
+def _logs_key(data: str, simulation: SimulationConfig, sessions: int, seed: int) -> str:
+    text = json.dumps([data, dataclasses.asdict(simulation), sessions, seed, "v1"], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def run_experiment(config: dict, out_root: Path = Path("runs"), progress: bool = True) -> pd.DataFrame:
+    """Run every grid point and seed; write results and plots under ``out_root/<name>``."""
+    from simulators.datasets import load_dataset
+
+    points = validate(config)
+    name = str(config.get("name", "experiment"))
+    out = out_root / name
+    out.mkdir(parents=True, exist_ok=True)
+    rows, propensities, truths = [], [], []
+    datasets = {}
+    started = time.perf_counter()
+    total = len(points) * len(config["seeds"])
+    done = 0
+    for point in points:
+        resolved = resolve(config, point)
+        data = resolved["data"]
+        if data not in datasets:
+            datasets[data] = load_dataset(data, normalize=resolved.get("normalize"))
+        dataset = datasets[data]
+        simulation = _simulation_config(resolved["simulation"])
+        for seed in resolved["seeds"]:
+            done += 1
+            label = ", ".join(f"{k}={v}" for k, v in point.items()) or "default"
+            logs = out / "logs" / _logs_key(data, simulation, resolved["sessions"], seed)
+            if not (logs / "simulation.json").exists():
+                print(f"[{done}/{total}] {label}, seed {seed}: simulating {resolved['sessions']:,} sessions", flush=True)
+                Simulator(dataset, simulation, seed=seed).run(logs, resolved["sessions"], progress=False)
+            else:
+                print(f"[{done}/{total}] {label}, seed {seed}: reusing cached logs {logs.name}", flush=True)
+            truth = true_examination(logs)
+            if truth is not None and not truths:
+                truths.append(truth.tolist())
+            for estimator in resolved["estimators"]:
+                result = estimate(logs, estimator, data=data, bootstrap=0, seed=seed)
+                error = float(np.nanmax(np.abs(result.examination - truth))) if truth is not None else None
+                propensities.append({**point, "seed": seed, "estimator": estimator,
+                                     "examination": result.examination.tolist(), "max_abs_error": error})
+                print(f"    {estimator:>12}: max error {error:.4f}" if error is not None else f"    {estimator}")
+            for learner in resolved["learners"]:
+                train_config = _train_config(resolved["training"], learner, seed)
+                result = train(logs, dataset, train_config, progress=False)
+                row = {**point, "sessions": resolved["sessions"], "seed": seed, "learner": learner}
+                row.update(_test_metrics(dataset, result, resolved["metrics"]))
+                rows.append(row)
+                if result.propensities is not None:
+                    error = float(np.max(np.abs(np.array(result.propensities) - truth))) if truth is not None else None
+                    propensities.append({**point, "seed": seed, "estimator": learner,
+                                         "examination": result.propensities, "max_abs_error": error})
+                print(f"    {learner:>14}: " + ", ".join(f"{m} {row[m]:.4f}" for m in resolved["metrics"]
+                                                        if row[m] is not None), flush=True)
+    frame = pd.DataFrame(rows)
+    write_results(out, frame, propensities, config, points, time.perf_counter() - started, truths)
+    return frame
+
+
+def _test_metrics(dataset, result, metrics: list[str]) -> dict:
+    """The requested metrics of a trained ranker's test scores."""
+    from .data import FeatureStore
+    from .metrics import evaluate_rankings
+
+    lists = FeatureStore.fit(dataset.train).for_split(dataset.test).labelled_lists()
+    scores = np.where(lists.mask, result.test_scores, -np.inf)
+    values = evaluate_rankings(scores, lists.labels, lists.mask, tuple(metrics))
+    return {m: values[m] for m in metrics}
+
+
+def _summary_table(frame: pd.DataFrame, metrics: list[str], group: list[str]) -> str:
+    lines = ["| " + " | ".join(group + metrics) + " |", "|" + " --- |" * (len(group) + len(metrics))]
+    for keys, part in frame.groupby(group, sort=False):
+        keys = keys if isinstance(keys, tuple) else (keys,)
+        cells = []
+        for metric in metrics:
+            values = part[metric].dropna().to_numpy(dtype=float)
+            spread = values.std(ddof=1) if len(values) > 1 else 0.0
+            cells.append(f"{values.mean():.4f} ± {spread:.4f}" if len(values) else "-")
+        lines.append("| " + " | ".join([str(k) for k in keys] + cells) + " |")
+    return "\n".join(lines)
+
+
+def write_results(out: Path, frame: pd.DataFrame, propensities: list[dict], config: dict, points: list[dict],
+                  seconds: float, truths: list | None = None) -> None:
+    metrics = list(config["metrics"])
+    axes = list(points[0].keys())
+    atomic_write_text(frame.to_csv(index=False), out / "results.csv")
+    atomic_write_json({"config": config, "results": frame.to_dict(orient="records"), "propensities": propensities,
+                       "seconds": round(seconds, 1)}, out / "results.json")
+    table = _summary_table(frame, metrics, axes + ["learner"])
+    text = [f"# Experiment {config.get('name')}", "", f"Mean ± standard deviation over seeds {config['seeds']}; "
+            f"data {config['data']}; {seconds:.0f} s.", "", table, ""]
+    if propensities:
+        prop = pd.DataFrame(propensities)
+        text += ["## Propensities (max absolute error against the truth)", "",
+                 _summary_table(prop.rename(columns={"max_abs_error": "max error"}), ["max error"],
+                                axes + ["estimator"]), ""]
+    atomic_write_text("\n".join(text), out / "results.md")
+    plot_results(out, frame, propensities, metrics[0], axes, truths[0] if truths else None)
+    print(table)
+    print(f"wrote {out}/results.csv, results.json, results.md and plots")
+
+
+def plot_results(out: Path, frame: pd.DataFrame, propensities: list[dict], metric: str, axes: list[str],
+                 truth: list | None = None) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid")
+    fig, ax = plt.subplots(figsize=(7, 4))
+    hue = axes[0] if axes else None
+    sns.barplot(data=frame, x="learner", y=metric, hue=hue, errorbar="sd", ax=ax)
+    ax.set(ylabel=f"test {metric}", title=f"{metric} per learner (spread over seeds)")
+    low = frame[metric].min()
+    ax.set_ylim(max(0.0, low - 0.1), None)
+    fig.tight_layout()
+    fig.savefig(out / f"{metric.replace('@', '_at_')}_per_learner.png", dpi=120)
+    plt.close(fig)
+    if "sessions" in axes:
+        fig, ax = plt.subplots(figsize=(7, 4))
+        sns.lineplot(data=frame, x="sessions", y=metric, hue="learner", marker="o", errorbar="sd", ax=ax)
+        ax.set(xscale="log", ylabel=f"test {metric}", title=f"{metric} against the number of sessions")
+        fig.tight_layout()
+        fig.savefig(out / f"{metric.replace('@', '_at_')}_vs_sessions.png", dpi=120)
+        plt.close(fig)
+    if propensities:
+        rows = []
+        for entry in propensities:
+            for rank, value in enumerate(entry["examination"], start=1):
+                rows.append({"rank": rank, "examination": value, "curve": entry["estimator"]})
+        truth_rows = [{"rank": r, "examination": v, "curve": "true"} for r, v in enumerate(truth or [], start=1)]
+        frame_p = pd.DataFrame(rows + truth_rows)
+        fig, ax = plt.subplots(figsize=(7, 4))
+        sns.lineplot(data=frame_p, x="rank", y="examination", hue="curve", marker="o", errorbar="sd", ax=ax)
+        ax.set(ylabel="examination (normalised at rank 1)", title="estimated propensities")
+        fig.tight_layout()
+        fig.savefig(out / "propensities.png", dpi=120)
+        plt.close(fig)
