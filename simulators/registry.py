@@ -159,7 +159,7 @@ def sha256_of(path: Path) -> str:
 
 
 def _fetch(url: str, target: Path, progress: bool = True) -> None:
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:

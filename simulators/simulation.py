@@ -341,7 +341,7 @@ class Simulator:
         (sessions/s, CTR per rank), also written to ``out_dir/simulation.json``
         with the configuration.
         """
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         if num_sessions < 1:
             raise ValueError(f"num_sessions must be positive, got {num_sessions}")

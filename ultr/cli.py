@@ -423,7 +423,7 @@ def _simulate_default_log(model: str, out: Path, sessions: int, seed: int) -> Pa
 
 def run_fit(args: argparse.Namespace) -> int:
     import pyarrow as pa
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     from click_models import MODELS
     from click_models._base import DOCUMENT

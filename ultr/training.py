@@ -177,7 +177,7 @@ def train(logs, dataset: Dataset, config: TrainConfig, progress: bool = True,
           callback: Callable[[dict], None] | None = None) -> TrainResult:
     """Train ``config.learner`` on click logs (features from ``dataset.train``), select the
     best model on the validation split's ``config.metric`` and evaluate it on the test split."""
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     config.validate()
     started = time.perf_counter()
