@@ -25,7 +25,7 @@ models with a sequential browsing state they are skipped as if absent.
 
 from __future__ import annotations
 
-import math
+import abc
 from typing import Any, ClassVar
 
 import jax
@@ -84,7 +84,7 @@ def _as_probability(name: str, value: Any) -> Array:
     return jnp.asarray(array, dtype=jnp.result_type(float) if array.dtype == np.float64 else array.dtype)
 
 
-class ClickModel:
+class ClickModel(abc.ABC):
     """Base class: a batch of click distributions over ``K`` positions.
 
     Subclasses declare ``parameter_kinds`` (name -> kind) and implement
@@ -246,14 +246,15 @@ class ClickModel:
         return tuple(sample_shape)
 
     # ------------------------------------------------------------------ public API
+    @abc.abstractmethod
     def sample(self, key: Array, sample_shape: int | tuple[int, ...] = ()) -> Array:
         """Draw click vectors: bool ``sample_shape + batch_shape + [K]``."""
-        raise NotImplementedError
 
     def log_prob(self, clicks: Array) -> Array:
         """Exact session log-likelihood ``log P(C = clicks)``, shape ``clicks.shape[:-1]``."""
-        log_p1, log_p0, valid = self._log_conditionals(self._prepare_clicks(clicks))
-        clicks = self._prepare_clicks(clicks) & valid
+        clicks = self._prepare_clicks(clicks)
+        log_p1, log_p0, valid = self._log_conditionals(clicks)
+        clicks = clicks & valid
         terms = jnp.where(clicks, log_p1, log_p0)
         return jnp.sum(jnp.where(valid, terms, 0.0), axis=-1)
 
@@ -266,18 +267,18 @@ class ClickModel:
         log_p1, _, valid = self._log_conditionals(self._prepare_clicks(clicks))
         return jnp.where(valid, jnp.exp(log_p1), 0.0)
 
+    @abc.abstractmethod
     def click_probs(self) -> Array:
         """Marginal click probabilities ``P(C_k = 1)``, shape ``batch_shape + [K]``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def examination_probs(self) -> Array:
         """Marginal examination probabilities ``P(E_k = 1)``, shape ``batch_shape + [K]``
         (0 at masked positions)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _log_conditionals(self, clicks: Array) -> tuple[Array, Array, Array]:
         """Return ``log P(C_k=1 | C_<k)``, ``log P(C_k=0 | C_<k)`` and the validity mask."""
-        raise NotImplementedError
 
     def __repr__(self) -> str:
         params = ", ".join(
@@ -289,9 +290,9 @@ class ClickModel:
 class IndependentClickModel(ClickModel):
     """Models where clicks are independent given the ranking (PBM, trust bias)."""
 
+    @abc.abstractmethod
     def _log_click(self) -> tuple[Array, Array]:
         """``(log P(C_k=1), log P(C_k=0))`` as polynomials of the parameters."""
-        raise NotImplementedError
 
     def _log_conditionals(self, clicks):
         log_p1, log_p0 = self._log_click()
@@ -326,10 +327,10 @@ class ChainClickModel(ClickModel):
     their complements as polynomials of the parameters (``_chain_terms``).
     """
 
+    @abc.abstractmethod
     def _chain_terms(self) -> dict[str, Array]:
         """Log-probabilities shaped ``[..., K]``: keys ``attr``, ``not_attr``,
         ``cont_click``, ``stop_click``, ``cont_skip``, ``stop_skip``."""
-        raise NotImplementedError
 
     def _forward(self, clicks: Array):
         terms = self._chain_terms()

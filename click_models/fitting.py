@@ -35,7 +35,7 @@ from flax import nnx
 from ._base import DOCUMENT, RANK, RANK_RANK, SESSION, ClickModel
 from .evaluation import evaluate
 from .logs import ClickLogBatch, DocumentIndex, iter_click_log
-from .models import MODELS, PBM, UBM
+from .models import MODELS
 
 
 class SessionBatch(NamedTuple):
@@ -112,7 +112,6 @@ def _gather(table: jax.Array, kind: str, doc_index: jax.Array) -> jax.Array:
 
 def assemble(model: str, tables: dict, batch: SessionBatch) -> ClickModel:
     """The click model of a batch from probability tables."""
-    cls = MODELS[model]
     lp = {n: jnp.log(jnp.asarray(t)) for n, t in tables.items()}
     lq = {n: jnp.log1p(-jnp.asarray(t)) for n, t in tables.items()}
     return assemble_log(model, lp, lq, batch)
@@ -127,8 +126,10 @@ def assemble_log(model: str, log_tables: dict, log_complement_tables: dict, batc
     return cls.from_log_probabilities(lp, lq, batch.mask)
 
 
-def _tables_to_numpy(tables: dict) -> dict[str, np.ndarray]:
-    return {k: np.asarray(v, dtype=np.float64) for k, v in tables.items()}
+def _table_rows(doc_index, num_documents: int) -> np.ndarray:
+    """Rows of a document table for ``doc_index`` (-1, unseen or padding, is the prior row)."""
+    doc = np.asarray(doc_index).astype(np.int64)
+    return np.where(doc < 0, num_documents, doc)
 
 
 @dataclasses.dataclass
@@ -200,10 +201,9 @@ def aggregate_cells(source: Iterable[SessionBatch], num_documents: int, list_siz
     clicks_total = np.zeros(num_cells) if dense else None
     sparse_keys, sparse_n, sparse_c = [], [], []
     for batch in source:
-        doc = np.asarray(batch.doc_index).astype(np.int64)
+        doc = _table_rows(batch.doc_index, num_documents)
         mask = np.asarray(batch.mask)
         clicks = np.asarray(batch.clicks) & mask
-        doc = np.where(doc < 0, num_documents, doc)
         previous = _previous_click_rank(clicks, mask) if by_previous_click else np.zeros_like(doc)
         rank = np.broadcast_to(np.arange(K), doc.shape)
         keys = ((doc * K + rank) * R + previous)[mask]
@@ -318,7 +318,7 @@ def _expected_counts(model: str, log_tables, log_complements, batch: SessionBatc
 def _reduce_counts(kind: str, per_session: np.ndarray, doc_index: np.ndarray, size: int) -> np.ndarray:
     values = np.asarray(per_session, np.float64)
     if kind == DOCUMENT:
-        return np.bincount(np.where(doc_index < 0, size - 1, doc_index).ravel(), weights=values.ravel(), minlength=size)
+        return np.bincount(_table_rows(doc_index, size - 1).ravel(), weights=values.ravel(), minlength=size)
     return values.sum(axis=0) if kind in (RANK, RANK_RANK) else values.sum()
 
 
@@ -431,8 +431,7 @@ def fit_counting(
     rank_clicks = np.zeros(K)
     rank_last = np.zeros(K)
     for batch in source:
-        doc = np.asarray(batch.doc_index).astype(np.int64)
-        doc = np.where(doc < 0, num_documents, doc)
+        doc = _table_rows(batch.doc_index, num_documents)
         mask = np.asarray(batch.mask)
         clicks = np.asarray(batch.clicks) & mask
         ranks = np.arange(K)

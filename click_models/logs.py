@@ -26,6 +26,7 @@ the same shape and jit-compiled code never recompiles.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -150,34 +151,33 @@ def sessions_to_table(
     return table.replace_schema_metadata({LIST_SIZE_METADATA_KEY: str(K).encode()})
 
 
-def atomic_write_parquet(table: pa.Table, path: str | os.PathLike, **kwargs) -> Path:
-    """Write ``table`` to ``path`` through a temporary file and a rename."""
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; it becomes ``path`` (a rename) when the
+    block succeeds and is removed when it fails, so no half-written file is left."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        pq.write_table(table, tmp, **kwargs)
+        yield Path(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    finally:
         Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+
+
+def atomic_write_parquet(table: pa.Table, path: str | os.PathLike, **kwargs) -> Path:
+    """Write ``table`` to ``path`` through a temporary file and a rename."""
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, **kwargs)
+    return Path(path)
 
 
 def atomic_write_text(text: str, path: str | os.PathLike) -> Path:
     """Write a text file through a temporary file and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
 
 
 def atomic_write_json(data, path: str | os.PathLike) -> Path:

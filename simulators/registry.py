@@ -21,6 +21,8 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
+from click_models.logs import atomic_path
+
 
 @dataclasses.dataclass(frozen=True)
 class DatasetInfo:
@@ -161,17 +163,14 @@ def sha256_of(path: Path) -> str:
 def _fetch(url: str, target: Path, progress: bool = True) -> None:
     from tqdm import tqdm
 
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
+        with atomic_path(target) as tmp, open(tmp, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
             total = int(response.headers.get("Content-Length") or 0) or None
             with tqdm(total=total, unit="B", unit_scale=True, desc=target.name, disable=not progress) as bar:
                 for block in iter(lambda: response.read(1 << 20), b""):
                     out.write(block)
                     bar.update(len(block))
-        os.replace(tmp, target)
     except (urllib.error.URLError, OSError, ValueError) as error:
-        Path(tmp).unlink(missing_ok=True)
         raise DownloadError(f"could not download {url}: {error}") from error
 
 

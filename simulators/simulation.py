@@ -18,7 +18,6 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import json
-import os
 import threading
 import time
 from pathlib import Path
@@ -30,7 +29,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from click_models import MODELS
-from click_models.logs import atomic_write_json, sessions_to_table
+from click_models.logs import atomic_path, atomic_write_json, sessions_to_table
 
 from .datasets import Dataset, RankingData
 from .policies import POLICIES, Policy, make_policy
@@ -316,7 +315,6 @@ class Simulator:
 
     def metadata(self) -> dict:
         cfg = dataclasses.asdict(self.config)
-        cfg["examination"] = cfg["examination"] if isinstance(cfg["examination"], str) else list(cfg["examination"])
         return {
             "config": cfg,
             "seed": self.seed,
@@ -378,10 +376,9 @@ class Simulator:
             clicks = np.zeros(K)
             shown = np.zeros(K)
             final = out_dir / f"part-{file_index:05d}.parquet"
-            tmp = out_dir / f".part-{file_index:05d}.parquet.tmp"
             state = {"writer": None}
 
-            def write(arrays, size):
+            def write(arrays, size, tmp):
                 # encoding and writing (pyarrow, GIL released) overlaps the next chunk's simulation
                 table = sessions_to_table(
                     arrays["session_id"], arrays["query_id"], arrays["doc_ids"], arrays["clicks"],
@@ -393,25 +390,22 @@ class Simulator:
                 state["writer"].write_table(table)
                 bar.update(size)
 
-            try:
-                pending = None
-                for start in range(first, stop, chunk_size):
-                    size = min(chunk_size, stop - start)
-                    arrays = self.simulate_chunk(start, size, padded_size=chunk_size)
-                    clicks += arrays["clicks"].sum(0)
-                    shown += arrays["mask"].sum(0)
+            with atomic_path(final) as tmp:
+                try:
+                    pending = None
+                    for start in range(first, stop, chunk_size):
+                        size = min(chunk_size, stop - start)
+                        arrays = self.simulate_chunk(start, size, padded_size=chunk_size)
+                        clicks += arrays["clicks"].sum(0)
+                        shown += arrays["mask"].sum(0)
+                        if pending is not None:
+                            pending.result()
+                        pending = io.submit(write, arrays, size, tmp)
                     if pending is not None:
                         pending.result()
-                    pending = io.submit(write, arrays, size)
-                if pending is not None:
-                    pending.result()
-                state["writer"].close()
-                state["writer"] = None
-                os.replace(tmp, final)
-            finally:
-                if state["writer"] is not None:
-                    state["writer"].close()
-                tmp.unlink(missing_ok=True)
+                finally:
+                    if state["writer"] is not None:
+                        state["writer"].close()
             return final, clicks, shown
 
         try:

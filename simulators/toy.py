@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from click_models import MODELS
-from click_models._base import DOCUMENT, RANK, RANK_RANK, SESSION
+from click_models._base import DOCUMENT, RANK, RANK_RANK
 from click_models.fitting import SessionBatch, assemble
 from click_models.logs import ClickLogBatch
 

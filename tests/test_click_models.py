@@ -140,11 +140,9 @@ def test_hand_computed_values():
     dbn = DBN(a, s, g)
     # click at 1, not satisfied, continue, skip 2 (examined, not attracted or stopped), ...
     p_continue_after_click = (1 - 0.6) * g
-    p_tail_after_1 = 1 - p_continue_after_click * (1 - (1 - 0.4) * g * (1 - 0.3)) - p_continue_after_click * 0
     # P(C = 100) = a1 * [stop after click + continue * P(no click at 2, 3 | E2 = 1)]
     no_click_from_2 = (1 - 0.4) * ((1 - g) + g * (1 - 0.3))
     expected = 0.5 * ((1 - p_continue_after_click) + p_continue_after_click * no_click_from_2)
-    del p_tail_after_1
     assert np.isclose(float(jnp.exp(dbn.log_prob(jnp.array([1, 0, 0])))), expected, rtol=1e-6)
 
     pbm = PBM(a, np.array([1.0, 0.5, 0.25]))

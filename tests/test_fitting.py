@@ -1,6 +1,5 @@
 """Fitting recovers known parameters; EM is monotone; counting matches hand counts."""
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import optax

@@ -2,14 +2,12 @@
 
 import json
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
 
 from click_models import PBM, TrustBias, enumerate_click_vectors
-from conftest import shared
 from simulators.datasets import synthetic_dataset
 from simulators.simulation import SimulationConfig, Simulator
 from ultr import learners as L

@@ -1,6 +1,5 @@
 """The Parquet click-log format: writing, streaming into padded batches, errors."""
 
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa

@@ -351,7 +351,7 @@ def run_propensity(args: argparse.Namespace) -> int:
     atomic_write_json(payload, args.out)
     print(f"{args.estimator}: " + " ".join(f"{x:.3f}" for x in result.examination) + f" -> {args.out}")
     if truth is not None:
-        print(f"true:  " + " ".join(f"{x:.3f}" for x in truth) + f" (max abs error {payload['max_abs_error']:.4f})")
+        print("true:  " + " ".join(f"{x:.3f}" for x in truth) + f" (max abs error {payload['max_abs_error']:.4f})")
     if args.plot is not None:
         plot_estimate(result, truth, args.plot)
         print(f"plot: {args.plot}")

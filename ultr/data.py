@@ -144,14 +144,13 @@ def click_batches(
             yield ClickBatch(*(p[start:start + batch_size] for p in parts))
         carry = [p[full:] for p in parts] if full < len(parts[0]) else None
     if carry is not None and len(carry[0]):
-        n, pad = len(carry[0]), batch_size - len(carry[0])
+        pad = batch_size - len(carry[0])
         yield ClickBatch(
             np.concatenate([carry[0], np.full((pad, K), store.padding_row, np.int32)]),
             np.concatenate([carry[1], np.zeros((pad, K), bool)]),
             np.concatenate([carry[2], np.zeros((pad, K), bool)]),
             np.concatenate([carry[3], np.ones((pad, K), np.float32)]),
         )
-        del n
 
 
 def label_batches(lists: LabelBatch, batch_size: int, seed: int = 0, epoch: int = 0) -> Iterator[LabelBatch]:

@@ -265,7 +265,7 @@ def run_experiment(config: dict, out_root: Path = Path("runs"), progress: bool =
                 train_config = _train_config(resolved["training"], learner, seed)
                 result = train(logs, dataset, train_config, progress=False)
                 row = {**point, "sessions": resolved["sessions"], "seed": seed, "learner": learner}
-                row.update(_test_metrics(dataset, result, resolved["metrics"]))
+                row.update(_test_metrics(result, resolved["metrics"]))
                 rows.append(row)
                 if result.propensities is not None:
                     error = float(np.max(np.abs(np.array(result.propensities) - truth))) if truth is not None else None
@@ -278,14 +278,11 @@ def run_experiment(config: dict, out_root: Path = Path("runs"), progress: bool =
     return frame
 
 
-def _test_metrics(dataset, result, metrics: list[str]) -> dict:
+def _test_metrics(result, metrics: list[str]) -> dict:
     """The requested metrics of a trained ranker's test scores."""
-    from .data import FeatureStore
-    from .metrics import evaluate_rankings
+    from .training import evaluate_scores
 
-    lists = FeatureStore.fit(dataset.train).for_split(dataset.test).labelled_lists()
-    scores = np.where(lists.mask, result.test_scores, -np.inf)
-    values = evaluate_rankings(scores, lists.labels, lists.mask, tuple(metrics))
+    values = evaluate_scores(result.test_scores, result.test_lists, metrics)
     return {m: values[m] for m in metrics}
 
 

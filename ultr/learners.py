@@ -10,6 +10,8 @@ descent, and ``propensities()`` (examination per rank normalised at rank 1,
 
 from __future__ import annotations
 
+import abc
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -50,7 +52,7 @@ class Statistic(nnx.Variable):
     """Parameters updated outside gradient descent (EM steps, PairD biases)."""
 
 
-class Learner(nnx.Module):
+class Learner(nnx.Module, abc.ABC):
     name = "learner"
 
     def __init__(self, ranker: nnx.Module, list_size: int, loss: str = "softmax"):
@@ -63,8 +65,9 @@ class Learner(nnx.Module):
     def __call__(self, features):
         return self.ranker(features)
 
+    @abc.abstractmethod
     def loss(self, features, batch):
-        raise NotImplementedError
+        """Mean loss of a batch; ``features [B, K, F]`` in display order."""
 
     def update_statistics(self, features, batch) -> None:
         return None

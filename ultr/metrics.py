@@ -17,7 +17,6 @@ A document is *relevant* when its label is positive.
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import rax
@@ -113,5 +112,3 @@ def evaluate_rankings(scores, labels, mask, metrics=("ndcg@1", "ndcg@3", "ndcg@5
     result["num_queries"] = int(keep.sum())
     return result
 
-
-ndcg_jit = jax.jit(ndcg, static_argnames=("topn",))

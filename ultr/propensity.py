@@ -159,16 +159,22 @@ def harvest_cells(logs) -> pd.DataFrame:
     return pd.concat(frames).groupby(level=[0, 1, 2]).sum().reset_index()
 
 
-def _pair_ratios(cells: pd.DataFrame, K: int, doc_weights: np.ndarray | None = None):
-    """Weighted CTR ratios ``r[k, k'] = theta_k / theta_k'`` from documents shown at both ranks."""
-    cells = cells.copy()
-    doc_key = pd.factorize(pd.MultiIndex.from_frame(cells[["query_id", "doc_id"]]))[0]
-    cells["doc"] = doc_key
-    n = np.zeros((doc_key.max() + 1, K))
+def document_matrices(logs) -> tuple[np.ndarray, np.ndarray, int]:
+    """Impressions and clicks ``[documents, K]`` per (query, document) and rank, and the impressions in all."""
+    K = infer_list_size(logs)
+    cells = harvest_cells(logs)
+    doc = pd.factorize(pd.MultiIndex.from_frame(cells[["query_id", "doc_id"]]))[0]
+    n = np.zeros((doc.max() + 1, K))
     c = np.zeros_like(n)
-    np.add.at(n, (doc_key, cells["rank"].to_numpy()), cells["impressions"].to_numpy())
-    np.add.at(c, (doc_key, cells["rank"].to_numpy()), cells["clicks"].to_numpy())
-    w_doc = np.ones(len(n)) if doc_weights is None else doc_weights[: len(n)]
+    np.add.at(n, (doc, cells["rank"].to_numpy()), cells["impressions"].to_numpy())
+    np.add.at(c, (doc, cells["rank"].to_numpy()), cells["clicks"].to_numpy())
+    return n, c, int(cells["impressions"].sum())
+
+
+def _pair_ratios(n: np.ndarray, c: np.ndarray, doc_weights: np.ndarray | None = None):
+    """Weighted CTR ratios ``r[k, k'] = theta_k / theta_k'`` from documents shown at both ranks."""
+    K = n.shape[1]
+    w_doc = np.ones(len(n)) if doc_weights is None else doc_weights
     numerator = np.zeros((K, K))
     support = np.zeros((K, K))
     for k in range(K):
@@ -211,21 +217,18 @@ def _harvest(estimator: str, ratio: np.ndarray, support: np.ndarray) -> np.ndarr
 
 
 def estimate_harvesting(logs, estimator: str, bootstrap: int = 100, seed: int = 0) -> PropensityEstimate:
-    K = infer_list_size(logs)
-    cells = harvest_cells(logs)
-    ratio, support = _pair_ratios(cells, K)
+    n, c, sessions = document_matrices(logs)
+    ratio, support = _pair_ratios(n, c)
     if not np.isfinite(ratio[1:, 0]).any() and not np.isfinite(np.diag(ratio, -1)).any():
         raise MissingInterventionError(f"{logs}: the {estimator} estimator needs {NEEDS[estimator]}; no document "
                                        "of this log was shown at two different ranks")
     theta = _harvest(estimator, ratio, support)
     rng = np.random.default_rng(seed)
-    docs = pd.factorize(pd.MultiIndex.from_frame(cells[["query_id", "doc_id"]]))[0].max() + 1
     replicates = []
     for _ in range(bootstrap):  # cluster bootstrap over (query, document)
-        r, s = _pair_ratios(cells, K, rng.poisson(1.0, docs).astype(np.float64))
+        r, s = _pair_ratios(n, c, rng.poisson(1.0, len(n)).astype(np.float64))
         replicates.append(_harvest(estimator, r, s))
     low, high = _percentiles(np.array(replicates)) if bootstrap else (None, None)
-    sessions = int(cells["impressions"].sum())
     return PropensityEstimate(estimator, theta, low, high, sessions)
 
 
@@ -263,13 +266,7 @@ def estimate_trust_bias(logs, bootstrap: int = 30, seed: int = 0) -> PropensityE
     scaled so that ``examination * epsilon_pos = a`` and ``examination * epsilon_neg = b``
     (what the affine correction of Vardasbi et al., SIGIR 2020 needs), plus ``a`` and ``b``.
     """
-    K = infer_list_size(logs)
-    cells = harvest_cells(logs)
-    doc = pd.factorize(pd.MultiIndex.from_frame(cells[["query_id", "doc_id"]]))[0]
-    n = np.zeros((doc.max() + 1, K))
-    c = np.zeros_like(n)
-    np.add.at(n, (doc, cells["rank"].to_numpy()), cells["impressions"].to_numpy())
-    np.add.at(c, (doc, cells["rank"].to_numpy()), cells["clicks"].to_numpy())
+    n, c, sessions = document_matrices(logs)
     if not ((n > 0).sum(axis=1) > 1).any():
         raise MissingInterventionError(f"{logs}: the trust-bias estimator needs {NEEDS['trust-bias']}; no "
                                        "document of this log was shown at two different ranks")
@@ -280,18 +277,17 @@ def estimate_trust_bias(logs, bootstrap: int = 30, seed: int = 0) -> PropensityE
     low, high = _percentiles(np.array(replicates)) if bootstrap else (None, None)
     theta = a / a[0]
     extra = {"click_if_relevant": a, "click_if_irrelevant": b, "epsilon_pos": a / theta, "epsilon_neg": b / theta}
-    return PropensityEstimate("trust-bias", theta, low, high, int(cells["impressions"].sum()), extra)
+    return PropensityEstimate("trust-bias", theta, low, high, sessions, extra)
 
 
 def estimate_em(logs, max_iterations: int = 2000) -> PropensityEstimate:
     from click_models.fitting import LogSource, fit_em
-    from click_models.logs import DocumentIndex
+    from click_models.logs import DocumentIndex, count_sessions
 
     K = infer_list_size(logs)
     documents = DocumentIndex.from_batches(iter_click_log(logs, 65_536, K, columns=()))
     source = LogSource(logs, documents, 65_536, K)
     result = fit_em("pbm", source, documents.size, K, max_iterations=max_iterations, tolerance=1e-7)
-    from click_models.logs import count_sessions
 
     return PropensityEstimate("em", _normalise(result.tables["examination"]), None, None, count_sessions(logs))
 

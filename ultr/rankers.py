@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import Sequence
 
 import jax
-import jax.numpy as jnp
 from flax import nnx
 
 
@@ -51,7 +50,3 @@ def make_ranker(kind: str, num_features: int, hidden: Sequence[int] = (512, 256,
         return MLPRanker(num_features, hidden, dropout, rngs=rngs)
     raise ValueError(f"unknown ranker {kind!r}; choose linear or mlp")
 
-
-def masked_scores(scores: jax.Array, mask: jax.Array) -> jax.Array:
-    """Scores with padding pushed to the bottom of every ranking."""
-    return jnp.where(mask, scores, -jnp.inf)

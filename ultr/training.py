@@ -82,6 +82,7 @@ class TrainResult:
     steps: int
     seconds: float
     test_scores: np.ndarray | None = None
+    test_lists: LabelBatch | None = None  # the test queries the scores belong to
 
 
 def simulation_metadata(logs) -> dict | None:
@@ -156,9 +157,14 @@ def score_lists(learner, table, lists: LabelBatch, batch_size: int = 512) -> np.
     return np.concatenate(out)
 
 
+def evaluate_scores(scores: np.ndarray, lists: LabelBatch, metrics=TEST_METRICS) -> dict:
+    """Metrics of scores ``[Q, L]`` on labelled query lists (padding ranked last)."""
+    return evaluate_rankings(np.where(lists.mask, scores, -np.inf), lists.labels, lists.mask, tuple(metrics))
+
+
 def evaluate_learner(learner, table, lists: LabelBatch, metrics=TEST_METRICS) -> tuple[dict, np.ndarray]:
     scores = score_lists(learner, table, lists)
-    return evaluate_rankings(np.where(lists.mask, scores, -np.inf), lists.labels, lists.mask, metrics), scores
+    return evaluate_scores(scores, lists, metrics), scores
 
 
 def logging_policy_scores(metadata: dict | None, store: FeatureStore) -> np.ndarray:
@@ -189,11 +195,9 @@ def train(logs, dataset: Dataset, config: TrainConfig, progress: bool = True,
     if config.learner == "logging-policy":
         test = _padded_scores(test_store, logging_policy_scores(metadata, test_store), test_lists)
         vali = _padded_scores(vali_store, logging_policy_scores(metadata, vali_store), vali_lists)
-        vm = evaluate_rankings(np.where(vali_lists.mask, vali, -np.inf), vali_lists.labels, vali_lists.mask,
-                               (config.metric,))
-        tm = evaluate_rankings(np.where(test_lists.mask, test, -np.inf), test_lists.labels, test_lists.mask,
-                               TEST_METRICS)
-        return TrainResult("logging-policy", vm, tm, None, [], 0, time.perf_counter() - started, test)
+        vm = evaluate_scores(vali, vali_lists, (config.metric,))
+        tm = evaluate_scores(test, test_lists)
+        return TrainResult("logging-policy", vm, tm, None, [], 0, time.perf_counter() - started, test, test_lists)
 
     propensity_file = read_propensity_file(config.propensities) if config.propensities else None
     max_steps = config.max_steps
@@ -276,7 +280,7 @@ def train(logs, dataset: Dataset, config: TrainConfig, progress: bool = True,
     test_metrics, test_scores = evaluate_learner(learner, test_table, test_lists)
     props = learner.propensities()
     return TrainResult(config.learner, vali_metrics, test_metrics, None if props is None else props.tolist(),
-                       history, step, time.perf_counter() - started, test_scores)
+                       history, step, time.perf_counter() - started, test_scores, test_lists)
 
 
 def _padded_scores(store: FeatureStore, values: np.ndarray, lists: LabelBatch) -> np.ndarray:
@@ -318,8 +322,6 @@ def write_outputs(out: Path, result: TrainResult, dataset: Dataset, config: Trai
         atomic_write_json({"estimator": result.learner, "examination": result.propensities},
                           out / "propensities.json")
     if result.test_scores is not None:
-        store = FeatureStore.fit(dataset.train).for_split(dataset.test)
-        lists = store.labelled_lists()
-        run, qrels = trec_run(dataset.test, lists, result.test_scores, f"ultr-{result.learner}")
+        run, qrels = trec_run(dataset.test, result.test_lists, result.test_scores, f"ultr-{result.learner}")
         atomic_write_text(run, out / "test.run")
         atomic_write_text(qrels, out / "test.qrels")
