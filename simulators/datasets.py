@@ -255,12 +255,15 @@ def load_letor_dataset(path: str | os.PathLike, normalize: str | None = None, ca
                 pad = np.zeros((data.num_documents, width - data.num_features), np.float32)
                 splits[split] = RankingData(data.query_ids, data.doc_ids, data.labels,
                                             np.concatenate([data.features, pad], 1), data.name)
-        if "vali" not in splits or "test" not in splits:
-            # hold out queries of the training file for the missing splits
-            train_part, vali_part, test_part = _split_by_query(splits["train"])
+        missing = [split for split in ("vali", "test") if split not in splits]
+        if missing:
+            # hold out queries of the training file for the missing splits only (60/20/20 when both
+            # are missing, 80/20 when one is), so no training query is dropped
+            fractions = (0.6, 0.2, 0.2) if len(missing) == 2 else (0.8, 0.2, 0.0)
+            train_part, first, second = _split_by_query(splits["train"], fractions)
             splits["train"] = train_part
-            splits.setdefault("vali", vali_part)
-            splits.setdefault("test", test_part)
+            for split, part in zip(missing, (first, second)):
+                splits[split] = part
         train, vali, test = splits["train"], splits["vali"], splits["test"]
     else:
         train, vali, test = _split_by_query(read_letor_cached(path, cache=cache))

@@ -72,6 +72,17 @@ def test_yahoo_sparse_features_are_placed_by_id():
     np.testing.assert_array_equal(data.features[0], row)
 
 
+def test_fold_without_validation_file_keeps_every_training_query():
+    # the Yahoo sample has train.txt and test.txt only: validation queries come out of train.txt
+    # (80/20) and none of its 201 queries is dropped
+    dataset = load_letor_dataset(shared("yahoo-lightgbm-sample"))
+    assert dataset.train.num_queries + dataset.vali.num_queries == 201
+    assert dataset.test.num_queries == 50
+    assert 0.7 < dataset.train.num_queries / 201 < 0.9
+    train_ids, vali_ids = set(dataset.train.query_ids), set(dataset.vali.query_ids)
+    assert not train_ids & vali_ids
+
+
 def test_ohsumed_fold_directory_with_letor1_names():
     dataset = load_letor_dataset(shared("ohsumed-letor1", "Fold1"))
     assert dataset.train.num_queries > 0 and dataset.vali.num_queries > 0 and dataset.test.num_queries > 0
