@@ -2,6 +2,7 @@
 
 import json
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ from ultr import learners as L
 from ultr.data import ClickBatch
 from ultr.metrics import average_relevant_position, dcg, err, evaluate_rankings, mrr, ndcg, precision
 from ultr.rankers import LinearRanker, MLPRanker
-from ultr.training import TrainConfig, train
+from ultr.training import TrainConfig, make_learner, make_optimizer, train
 from ultr.cli import main
 
 
@@ -124,6 +125,27 @@ def test_rankers_score_lists():
     assert LinearRanker(7, rngs=nnx.Rngs(0))(features).shape == (3, 10)
     mlp = MLPRanker(7, (16, 8), dropout=0.1, rngs=nnx.Rngs(0))
     assert mlp(features).shape == (3, 10)
+
+
+@pytest.mark.parametrize("learner", ["dla", "two-tower"])
+def test_bias_learning_rate_moves_only_the_bias_model(learner):
+    # SGD with a zero ranker rate and a positive bias rate: one step changes the bias model only
+    config = TrainConfig(learner=learner, ranker="linear", optimizer="sgd", learning_rate=0.0, bias_learning_rate=0.5)
+    model = make_learner(config, num_features=4, list_size=5, logs_metadata=None, propensity_file=None)
+    before = jax.tree.map(jnp.copy, nnx.state(model, nnx.Param))
+    optimizer = nnx.Optimizer(model, make_optimizer(config), wrt=nnx.Param)
+    clicks = jnp.array([[True, False, True, False, False], [False, True, False, False, True]])
+    batch = ClickBatch(rows=jnp.zeros((2, 5), jnp.int32), clicks=clicks, mask=jnp.ones((2, 5), bool),
+                       propensity=jnp.ones((2, 5)))
+    features = jax.random.normal(jax.random.key(0), (2, 5, 4))
+    grads = nnx.grad(lambda m: m.loss(features, batch))(model)
+    optimizer.update(model, grads)
+    after = nnx.state(model, nnx.Param)
+    changed = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), before, after)
+    assert not any(jax.tree.leaves(changed["ranker"]))
+    assert all(leaf for key, sub in changed.items() if key != "ranker" for leaf in jax.tree.leaves(sub))
+    with pytest.raises(ValueError, match="bias_learning_rate"):
+        TrainConfig(bias_learning_rate=0.0).validate()
 
 
 @pytest.fixture(scope="module")

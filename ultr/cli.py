@@ -134,6 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="ranking loss (default per learner)")
     train.add_argument("--batch-size", type=_positive_int, default=256)
     train.add_argument("--learning-rate", type=float, default=1e-3)
+    train.add_argument("--bias-learning-rate", type=float,
+                       help="learning rate of the bias model (dla propensities, two-tower bias); default: "
+                            "--learning-rate")
     train.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW weight decay")
     train.add_argument("--optimizer", choices=["adamw", "adam", "adagrad", "sgd"], default="adamw")
     train.add_argument("--epochs", type=_positive_int, default=1, help="passes over the click log")
@@ -309,6 +312,7 @@ def run_train(args: argparse.Namespace) -> int:
     config = TrainConfig(
         learner=args.learner, ranker=args.ranker, hidden=hidden, dropout=args.dropout, loss=args.loss,
         batch_size=args.batch_size, learning_rate=args.learning_rate, weight_decay=args.weight_decay,
+        bias_learning_rate=args.bias_learning_rate,
         optimizer=args.optimizer,
         epochs=args.epochs, max_steps=args.max_steps, eval_every=args.eval_every, patience=args.patience,
         seed=args.seed, propensities=args.propensities, clip=args.clip, max_weight=args.max_weight,

@@ -64,8 +64,10 @@ DEFAULT_CONFIG = {
     "metrics": ["ndcg@10", "ndcg@5", "ndcg@1", "err@10"],
     "simulation": {"click_model": "pbm", "eta": 1.0},
     "training": {"ranker": "mlp", "hidden": [64, 32], "epochs": 1, "eval_every": 200,
-                 # DLA with ULTRA's optimiser settings; its propensity model needs the whole pass
-                 "dla": {"optimizer": "adagrad", "learning_rate": 0.05, "max_weight": 1e9, "patience": 1000}},
+                 # DLA with ULTRA's optimiser settings; its propensity model learns 20x faster than the ranker
+                 # (so the position effect is explained before the ranker memorises it) and needs the whole pass
+                 "dla": {"optimizer": "adagrad", "learning_rate": 0.05, "bias_learning_rate": 1.0,
+                         "max_weight": 1e9, "patience": 1000}},
 }
 
 

@@ -45,6 +45,7 @@ class TrainConfig:
     loss: str | None = None
     batch_size: int = 256
     learning_rate: float = 1e-3
+    bias_learning_rate: float | None = None
     weight_decay: float = 1e-4
     optimizer: str = "adamw"
     epochs: int = 1
@@ -67,6 +68,8 @@ class TrainConfig:
         parse_metric(self.metric)
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; choose from {', '.join(OPTIMIZERS)}")
+        if self.bias_learning_rate is not None and not self.bias_learning_rate > 0:
+            raise ValueError(f"bias_learning_rate must be positive, got {self.bias_learning_rate}")
         for name in ("batch_size", "epochs", "eval_every", "patience"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive")
@@ -124,6 +127,25 @@ def make_learner(config: TrainConfig, num_features: int, list_size: int, logs_me
     if name == "skyline":
         return L.Skyline(ranker, list_size, loss)
     raise ValueError(name)
+
+
+def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
+    """The optimiser of the ranker; with ``bias_learning_rate`` the learner's bias model (DLA's
+    propensity logits, the two-tower bias logits) gets the same optimiser at its own learning rate.
+
+    A faster bias model lets DLA's propensities settle before a high-capacity ranker has learnt
+    the position effect itself (which it can, when each document is always shown at one rank).
+    """
+    ranker = OPTIMIZERS[config.optimizer](config)
+    if config.bias_learning_rate is None:
+        return ranker
+    bias = OPTIMIZERS[config.optimizer](dataclasses.replace(config, learning_rate=config.bias_learning_rate))
+
+    def labels(params):
+        return jax.tree_util.tree_map_with_path(
+            lambda path, _: "ranker" if getattr(path[0], "key", None) == "ranker" else "bias", params)
+
+    return optax.multi_transform({"ranker": ranker, "bias": bias}, labels)
 
 
 @nnx.jit
@@ -209,7 +231,7 @@ def train(logs, dataset: Dataset, config: TrainConfig, progress: bool = True,
         click_log_files(logs)
         K = infer_list_size(logs)
     learner = make_learner(config, dataset.num_features, K, metadata, propensity_file)
-    optimizer = nnx.Optimizer(learner, OPTIMIZERS[config.optimizer](config), wrt=nnx.Param)
+    optimizer = nnx.Optimizer(learner, make_optimizer(config), wrt=nnx.Param)
     table = jnp.asarray(store.table)
     vali_table, test_table = jnp.asarray(vali_store.table), jnp.asarray(test_store.table)
     fixed_propensities = None
