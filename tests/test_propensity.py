@@ -43,6 +43,7 @@ def test_swap_on_a_hand_built_log(tmp_path):
     assert result.examination[0] == 1.0 and np.isnan(result.examination[1])
     assert np.isclose(result.examination[2], 0.25 / 0.5)
     assert result.ci_low[2] <= result.examination[2] <= result.ci_high[2]
+    assert np.isnan(result.ci_low[1]) and np.isnan(result.ci_high[1])  # rank 2 is never swapped: no interval
 
 
 def test_harvesting_on_a_hand_built_log(tmp_path):

@@ -73,10 +73,11 @@ def _normalise(theta: np.ndarray) -> np.ndarray:
 def _percentiles(replicates: np.ndarray, level: float = 0.95):
     alpha = (1 - level) / 2
     replicates = np.where(np.isfinite(replicates), replicates, np.nan)  # replicates without support
-    if np.isnan(replicates).all(axis=0).any():
-        replicates = replicates.copy()
-        replicates[:, np.isnan(replicates).all(axis=0)] = np.inf
-    return np.nanpercentile(replicates, 100 * alpha, axis=0), np.nanpercentile(replicates, 100 * (1 - alpha), axis=0)
+    supported = ~np.isnan(replicates).all(axis=0)  # ranks no replicate can estimate get no interval (NaN)
+    low, high = np.full(replicates.shape[1:], np.nan), np.full(replicates.shape[1:], np.nan)
+    low[supported] = np.nanpercentile(replicates[:, supported], 100 * alpha, axis=0)
+    high[supported] = np.nanpercentile(replicates[:, supported], 100 * (1 - alpha), axis=0)
+    return low, high
 
 
 def _session_batches(logs, K, columns=("intervention", "policy")):
