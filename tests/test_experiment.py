@@ -1,7 +1,10 @@
 """ultr run: grids, caching, outputs and config errors reported before any work."""
 
 import csv
+import json
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ultr.cli import main
@@ -90,3 +93,36 @@ def test_example_configs_are_valid():
             if not Path(config["data"]).exists():
                 pytest.skip(f"shared data not available: {config['data']}")
         assert validate(config), path
+
+
+def test_dla_reproduction_report_states_what_is_met(tmp_path):
+    # the report of experiments/dla_reproduction.py: gap shares and propensity errors from saved runs
+    import argparse
+    import importlib.util
+
+    from simulators.toy import DLA_EXAMINATION
+
+    path = Path(__file__).resolve().parents[1] / "experiments" / "dla_reproduction.py"
+    spec = importlib.util.spec_from_file_location("dla_reproduction", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    truth = (DLA_EXAMINATION / DLA_EXAMINATION[0]).tolist()
+    metrics = ("ndcg@10", "ndcg@1", "ndcg@3", "ndcg@5", "err@10", "mrr@10")
+
+    def runs(values, propensities=None):
+        return [{"seed": seed, **{m: v for m in metrics}, "propensities": propensities[seed] if propensities else None}
+                for seed, v in enumerate(values)]
+
+    close = [truth, [t + (0.03 if k == 2 else 0.0) for k, t in enumerate(truth)]]
+    results = {"toy": {"naive": runs([0.60, 0.62]), "ips": runs([0.69, 0.71]), "dla": runs([0.64, 0.66], close),
+                       "skyline": runs([0.70, 0.72])}}
+    args = argparse.Namespace(seeds=[0, 1], sessions=1000, ranker="linear", hidden="64,32", optimizer="adagrad",
+                              learning_rate=0.05, epochs=5, out=tmp_path)
+    module.write_report(results, args)
+    report = (tmp_path / "dla_reproduction.md").read_text()
+    assert "closed by IPS (true propensities): 90%, by DLA: 40%" in report
+    assert ("IPS closes at least 80% of the gap: met; DLA closes at least 80%: **not met**; DLA's propensities within "
+            "0.05, mean over seeds: met; every seed within 0.05: met.") in report
+    saved = json.loads((tmp_path / "dla_reproduction.json").read_text())
+    assert np.allclose(saved["summary"]["toy"]["dla_max_error"], [0.0, 0.03])
+    assert np.isclose(saved["summary"]["toy"]["dla_mean_curve_error"], 0.015)
