@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from click_models.logs import atomic_write_json
+from click_models.logs import atomic_write_json, atomic_write_text
 from simulators.datasets import load_dataset
 from simulators.simulation import SimulationConfig, Simulator
 from simulators.toy import DLA_EXAMINATION
@@ -60,6 +60,7 @@ def main():
         write_report(saved["runs"], args)
         return
     hidden = tuple(int(h) for h in args.hidden.split(","))
+    settings = {k: getattr(args, k) for k in SETTINGS}
     for short in args.datasets:
         name, path = SHORT_NAMES[short], DATASETS[SHORT_NAMES[short]]
         if not path.exists():
@@ -67,7 +68,6 @@ def main():
             continue
         dataset = load_dataset(str(path))
         saved_runs = args.work / f"{short}-runs.json"
-        settings = {k: getattr(args, k) for k in SETTINGS}
         saved = json.loads(saved_runs.read_text()) if saved_runs.exists() else {}
         # resume: runs saved under the same settings are kept, not retrained
         results = saved.get("runs", {}) if saved.get("settings") == settings else {}
@@ -92,7 +92,7 @@ def main():
     for short, name in SHORT_NAMES.items():
         if (args.work / f"{short}-runs.json").exists():
             saved = json.loads((args.work / f"{short}-runs.json").read_text())
-            if saved.get("settings") == {k: getattr(args, k) for k in SETTINGS}:
+            if saved.get("settings") == settings:
                 results[name] = {learner: sorted((r for r in runs if r["seed"] in args.seeds), key=lambda r: r["seed"])
                                  for learner, runs in saved["runs"].items()}
     write_report(results, args)
@@ -100,13 +100,13 @@ def main():
 
 def write_report(results, args):
     truth = DLA_EXAMINATION / DLA_EXAMINATION[0]
-    ranker = "linear rankers" if args.ranker == "linear" else f"MLP rankers ({args.hidden}, ELU)"
+    ranker = "linear ranker" if args.ranker == "linear" else f"MLP ranker ({args.hidden}, ELU)"
     lines = [
         "# DLA-paper reproduction (semi-synthetic, PBM, eta = 1)",
         "",
         f"Production ranker trained on 1% of the training queries, top-10, PBM with the DLA paper's propensities, "
         f"eps_neg = 0.1, {args.sessions:,} sessions per seed, seeds {args.seeds}. Every learner trains a "
-        f"{ranker[:-1]} for {args.epochs} passes over the log with {args.optimizer} (learning rate "
+        f"{ranker} for {args.epochs} passes over the log with {args.optimizer} (learning rate "
         f"{args.learning_rate}"
         + (f", DLA's propensity model {args.bias_learning_rate}" if getattr(args, "bias_learning_rate", None) else "")
         + ", batch 256), keeping the ranker with the best validation nDCG@10. Test metrics over "
@@ -172,10 +172,9 @@ def write_report(results, args):
         summary[name] = {"mean_ndcg@10": mean, "gap_closed": closed, "dla_max_error": list(map(float, error)),
                          "dla_mean_curve_error": mean_error}
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "dla_reproduction.md").write_text("\n".join(lines) + "\n")
+    atomic_write_text("\n".join(lines) + "\n", args.out / "dla_reproduction.md")
     settings = {k: getattr(args, k) for k in ("seeds", *SETTINGS)}
-    (args.out / "dla_reproduction.json").write_text(
-        json.dumps({"settings": settings, "runs": results, "summary": summary}, indent=2))
+    atomic_write_json({"settings": settings, "runs": results, "summary": summary}, args.out / "dla_reproduction.json")
     print("\n".join(lines))
 
 

@@ -10,12 +10,12 @@ Run: python experiments/propensity_estimation.py [--sizes 10000 100000 1000000]
 """
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 
+from click_models.logs import atomic_write_json, atomic_write_text
 from simulators.datasets import load_dataset
 from simulators.simulation import SimulationConfig, Simulator
 from ultr.propensity import estimate, true_examination
@@ -74,8 +74,8 @@ def main():
               "different 1% samples of the training queries, one drawn per session.", ""]
     out = ROOT / "docs" / "results"
     out.mkdir(parents=True, exist_ok=True)
-    (out / "propensity_estimation.md").write_text("\n".join(lines) + "\n")
-    (out / "propensity_estimation.json").write_text(json.dumps(errors, indent=2))
+    atomic_write_text("\n".join(lines) + "\n", out / "propensity_estimation.md")
+    atomic_write_json(errors, out / "propensity_estimation.json")
     print("\n".join(lines))
 
 

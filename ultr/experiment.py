@@ -45,6 +45,7 @@ import pandas as pd
 from click_models.logs import atomic_write_json, atomic_write_text
 from simulators.simulation import SimulationConfig, Simulator
 
+from .learners import LEARNERS
 from .metrics import parse_metric
 from .propensity import ESTIMATORS, estimate, true_examination
 from .training import TrainConfig, train
@@ -144,8 +145,6 @@ def _simulation_config(section: dict, where: str = "simulation") -> SimulationCo
 
 
 def _train_config(section: dict, learner: str, seed: int, where: str = "training") -> TrainConfig:
-    from .learners import LEARNERS
-
     fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"learner", "seed"}
     values = {}
     overrides = section.get(learner, {}) if isinstance(section.get(learner), dict) else {}
@@ -187,8 +186,6 @@ def validate(config: dict) -> list[dict]:
     if not all(isinstance(s, int) for s in config["seeds"]):
         raise ConfigError(f"seeds: must be integers, got {config['seeds']!r}")
     for index, learner in enumerate(config["learners"]):
-        from .learners import LEARNERS
-
         if learner not in LEARNERS:
             raise ConfigError(f"learners[{index}]: unknown learner {learner!r}; choose from {', '.join(LEARNERS)}")
     for index, estimator in enumerate(config["estimators"]):
