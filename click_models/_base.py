@@ -93,6 +93,54 @@ class ClickModel(abc.ABC):
 
     parameter_kinds: ClassVar[dict[str, str]] = {}
     name: ClassVar[str] = ""
+    #: the document parameter that a relevance label drives (attraction; relevance for trust bias)
+    relevance_parameter: ClassVar[str] = "attraction"
+    #: fitting by EM on aggregated cells: "rank" (PBM), "previous_click" (UBM), or None (generic E-step)
+    cell_em: ClassVar[str | None] = None
+    #: closed-form counting estimator: "first_click" (cascade), "last_click" (SDBN, DCM), or None
+    counting_rule: ClassVar[str | None] = None
+
+    @classmethod
+    def simulation_defaults(cls, examination: np.ndarray) -> dict[str, np.ndarray]:
+        """Rank and session parameters a simulation uses unless told otherwise.
+
+        ``examination`` ``[K]`` is the simulation's examination curve (``rho_k ** eta``);
+        models without a per-rank examination parameter ignore it.
+        """
+        del examination
+        return {}
+
+    @classmethod
+    def document_parameters_from_labels(cls, labels, max_label: int, eps_pos: float, eps_neg: float) -> dict:
+        """Document parameters ``[..., K]`` from graded relevance labels (see :mod:`click_models.labels`)."""
+        from .labels import attraction_from_labels, satisfaction_from_labels
+
+        out = {}
+        for name, kind in cls.parameter_kinds.items():
+            if kind != DOCUMENT:
+                continue
+            if name == "satisfaction":
+                out[name] = satisfaction_from_labels(labels, max_label)
+            else:
+                out[name] = attraction_from_labels(labels, max_label, eps_pos, eps_neg)
+        return out
+
+    @classmethod
+    def from_labels(cls, labels, mask, rank_parameters: dict, *, max_label: int, eps_pos: float = 1.0,
+                    eps_neg: float = 0.1) -> "ClickModel":
+        """The click model of sessions showing documents with relevance ``labels`` ``[..., K]``.
+
+        Document parameters come from the labels (:meth:`document_parameters_from_labels`),
+        the others from ``rank_parameters`` (e.g. :meth:`simulation_defaults`).
+        """
+        params = cls.document_parameters_from_labels(labels, max_label, eps_pos, eps_neg)
+        for name, kind in cls.parameter_kinds.items():
+            if kind == DOCUMENT:
+                continue
+            if name not in rank_parameters:
+                raise ValueError(f"{cls.__name__}: rank_parameters lacks {name!r}")
+            params[name] = rank_parameters[name]
+        return cls(**params, mask=mask)
 
     _log_params: dict[str, Array]
     _log_complements: dict[str, Array]

@@ -33,9 +33,10 @@ import optax
 from flax import nnx
 
 from ._base import DOCUMENT, RANK, RANK_RANK, SESSION, ClickModel
+from .counts import aggregate_cells_from_arrays
 from .evaluation import evaluate
 from .logs import ClickLogBatch, DocumentIndex, iter_click_log
-from .models import MODELS
+from .models import CLICK_MODELS
 
 
 class SessionBatch(NamedTuple):
@@ -87,14 +88,25 @@ def held_out_split(session_id: np.ndarray, fraction: float, seed: int = 0) -> np
     return (x % np.uint64(1_000_000)).astype(np.float64) / 1e6 < fraction
 
 
+def counting_models() -> list[str]:
+    """The click models with a closed-form counting estimator."""
+    return [name for name, cls in CLICK_MODELS.items() if cls.counting_rule is not None]
+
+
+def fitting_methods(model) -> list[str]:
+    """The fitting methods of a click model (name or class): em, counting (where it exists), gradient."""
+    cls = CLICK_MODELS.resolve(model)
+    return ["em", *(["counting"] if cls.counting_rule is not None else []), "gradient"]
+
+
 # ---------------------------------------------------------------------- tables
-def parameter_shapes(model: str, num_documents: int, list_size: int) -> dict[str, tuple[int, ...]]:
-    kinds = MODELS[model].parameter_kinds
+def parameter_shapes(model: "str | type[ClickModel]", num_documents: int, list_size: int) -> dict[str, tuple[int, ...]]:
+    kinds = CLICK_MODELS.resolve(model).parameter_kinds
     shape_of = {DOCUMENT: (num_documents + 1,), RANK: (list_size,), RANK_RANK: (list_size, list_size), SESSION: ()}
     return {name: shape_of[kind] for name, kind in kinds.items()}
 
 
-def initial_tables(model: str, num_documents: int, list_size: int) -> dict[str, np.ndarray]:
+def initial_tables(model: "str | type[ClickModel]", num_documents: int, list_size: int) -> dict[str, np.ndarray]:
     """Starting values: 0.5 for document and session parameters, 0.9 for
     examination, 0.5 for DCM's continuation, (0.9, 0.1) for the trust-bias noise."""
     start = {"examination": 0.9, "epsilon_pos": 0.9, "epsilon_neg": 0.1}
@@ -110,15 +122,15 @@ def _gather(table: jax.Array, kind: str, doc_index: jax.Array) -> jax.Array:
     return table
 
 
-def assemble(model: str, tables: dict, batch: SessionBatch) -> ClickModel:
+def assemble(model: "str | type[ClickModel]", tables: dict, batch: SessionBatch) -> ClickModel:
     """The click model of a batch from probability tables."""
     lp = {n: jnp.log(jnp.asarray(t)) for n, t in tables.items()}
     lq = {n: jnp.log1p(-jnp.asarray(t)) for n, t in tables.items()}
     return assemble_log(model, lp, lq, batch)
 
 
-def assemble_log(model: str, log_tables: dict, log_complement_tables: dict, batch: SessionBatch) -> ClickModel:
-    cls = MODELS[model]
+def assemble_log(model: "str | type[ClickModel]", log_tables: dict, log_complement_tables: dict, batch: SessionBatch) -> ClickModel:
+    cls = CLICK_MODELS.resolve(model)
     lp, lq = {}, {}
     for name, kind in cls.parameter_kinds.items():
         lp[name] = _gather(log_tables[name], kind, batch.doc_index)
@@ -168,7 +180,7 @@ class Prior:
 
 def _set_unseen_row(tables: dict[str, np.ndarray], model: str, counts: dict[str, np.ndarray] | None = None) -> None:
     """The prior row (unseen documents) is the impression-weighted mean of the fitted rows."""
-    for name, kind in MODELS[model].parameter_kinds.items():
+    for name, kind in CLICK_MODELS.resolve(model).parameter_kinds.items():
         if kind != DOCUMENT or tables[name].shape[0] <= 1:
             continue
         rows = tables[name][:-1]
@@ -180,54 +192,20 @@ def _set_unseen_row(tables: dict[str, np.ndarray], model: str, counts: dict[str,
 
 
 # ---------------------------------------------------------------------- EM: PBM / UBM on cells
-def _previous_click_rank(clicks: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    K = clicks.shape[1]
-    ranks = np.where(clicks & mask, np.arange(1, K + 1), 0)
-    last = np.maximum.accumulate(ranks, axis=1)
-    return np.concatenate([np.zeros_like(last[:, :1]), last[:, :-1]], axis=1)
-
-
 def aggregate_cells(source: Iterable[SessionBatch], num_documents: int, list_size: int, by_previous_click: bool):
     """Impressions and clicks per (document, rank[, previous click rank]) cell.
 
     Returns ``(doc, rank, previous, impressions, clicks)`` arrays over the
-    non-empty cells; one pass over the source.
+    non-empty cells; one pass over the source (:mod:`click_models.counts`, the
+    aggregation the propensity estimators share).
     """
-    K = list_size
-    R = K if by_previous_click else 1
-    num_cells = (num_documents + 1) * K * R
-    dense = num_cells <= 50_000_000
-    impressions = np.zeros(num_cells) if dense else None
-    clicks_total = np.zeros(num_cells) if dense else None
-    sparse_keys, sparse_n, sparse_c = [], [], []
-    for batch in source:
-        doc = _table_rows(batch.doc_index, num_documents)
-        mask = np.asarray(batch.mask)
-        clicks = np.asarray(batch.clicks) & mask
-        previous = _previous_click_rank(clicks, mask) if by_previous_click else np.zeros_like(doc)
-        rank = np.broadcast_to(np.arange(K), doc.shape)
-        keys = ((doc * K + rank) * R + previous)[mask]
-        c = clicks[mask]
-        if dense:
-            impressions += np.bincount(keys, minlength=num_cells)
-            clicks_total += np.bincount(keys, weights=c, minlength=num_cells)
-        else:
-            unique, inverse = np.unique(keys, return_inverse=True)
-            sparse_keys.append(unique)
-            sparse_n.append(np.bincount(inverse))
-            sparse_c.append(np.bincount(inverse, weights=c))
-    if dense:
-        keys = np.flatnonzero(impressions)
-        n, c = impressions[keys], clicks_total[keys]
-    else:
-        all_keys = np.concatenate(sparse_keys) if sparse_keys else np.zeros(0, np.int64)
-        keys, inverse = np.unique(all_keys, return_inverse=True)
-        n = np.bincount(inverse, weights=np.concatenate(sparse_n) if sparse_n else None)
-        c = np.bincount(inverse, weights=np.concatenate(sparse_c) if sparse_c else None)
-    previous = keys % R
-    rank = (keys // R) % K
-    doc = keys // (R * K)
-    return doc, rank, previous, n, c
+
+    def arrays():
+        for batch in source:
+            yield _table_rows(batch.doc_index, num_documents), np.asarray(batch.clicks), np.asarray(batch.mask), None
+
+    counts = aggregate_cells_from_arrays(arrays(), num_documents, list_size, by_previous_click=by_previous_click)
+    return counts.doc, counts.rank, counts.previous, counts.impressions, counts.clicks
 
 
 def _has_converged(history: list[dict], tolerance: float, log_likelihood_tolerance: float) -> bool:
@@ -244,7 +222,8 @@ def _has_converged(history: list[dict], tolerance: float, log_likelihood_toleran
 def _em_cells(model, cells, num_documents, list_size, prior: Prior, max_iterations, tolerance, log_likelihood_tolerance, init):
     doc, rank, previous, n, c = cells
     K = list_size
-    R = K if model == "ubm" else 1
+    by_previous_click = CLICK_MODELS.resolve(model).cell_em == "previous_click"
+    R = K if by_previous_click else 1
     exam_cell = rank * R + previous
     attraction = np.full(num_documents + 1, 0.5) if init is None else np.array(init["attraction"], float)
     if init is None:
@@ -276,7 +255,7 @@ def _em_cells(model, cells, num_documents, list_size, prior: Prior, max_iteratio
             converged = True
             break
     tables = {"attraction": attraction, "examination": examination.reshape((K, K) if R > 1 else (K,))}
-    if model == "ubm":  # cells never observed (previous click at or below rank) keep the prior mean
+    if by_previous_click:  # cells never observed (previous click at or below rank) keep the prior mean
         unseen = exam_n.reshape(K, K) == 0
         tables["examination"][unseen] = a_rank / (a_rank + b_rank)
     _set_unseen_row(tables, model, {"attraction": doc_n})
@@ -298,11 +277,11 @@ def _expand(kind: str, table: jax.Array, doc_index: jax.Array) -> jax.Array:
 
 
 @functools.partial(jax.jit, static_argnames=("model",))
-def _expected_counts(model: str, log_tables, log_complements, batch: SessionBatch):
+def _expected_counts(model: "str | type[ClickModel]", log_tables, log_complements, batch: SessionBatch):
     """E-step of one batch: by Fisher's identity the gradient of log P(C) with
     respect to ``log p`` (``log(1-p)``) is the expected number of times each
     parameter's outcome (its complement) occurred, per session and position."""
-    cls = MODELS[model]
+    cls = CLICK_MODELS.resolve(model)
     kinds = cls.parameter_kinds
     lp = {n: _expand(kinds[n], log_tables[n], batch.doc_index) for n in kinds}
     lq = {n: _expand(kinds[n], log_complements[n], batch.doc_index) for n in kinds}
@@ -323,7 +302,7 @@ def _reduce_counts(kind: str, per_session: np.ndarray, doc_index: np.ndarray, si
 
 
 def _em_generic(model, source, num_documents, list_size, prior: Prior, max_iterations, tolerance, log_likelihood_tolerance, init, callback):
-    kinds = MODELS[model].parameter_kinds
+    kinds = CLICK_MODELS.resolve(model).parameter_kinds
     tables = initial_tables(model, num_documents, list_size) if init is None else {k: np.array(v, float) for k, v in init.items()}
     history, converged = [], False
     for iteration in range(max_iterations):
@@ -357,7 +336,7 @@ def _em_generic(model, source, num_documents, list_size, prior: Prior, max_itera
 
 
 def fit_em(
-    model: str,
+    model: "str | type[ClickModel]",
     source: Iterable[SessionBatch],
     num_documents: int,
     list_size: int,
@@ -372,7 +351,7 @@ def fit_em(
     """Fit ``model`` by expectation-maximisation.
 
     Args:
-      model: a name in :data:`click_models.MODELS`.
+      model: a click-model class or its name in :data:`click_models.CLICK_MODELS`.
       source: re-iterable of :class:`SessionBatch`; one pass per iteration
         (PBM and UBM need a single pass: their E-step runs on aggregated cells).
       num_documents: size of the document tables (without the prior row).
@@ -386,10 +365,10 @@ def fit_em(
 
     References: Dempster, Laird and Rubin (1977); Chuklin et al. (2015), ch. 4.
     """
-    if model not in MODELS:
-        raise ValueError(f"unknown click model {model!r}; choose from {sorted(MODELS)}")
-    if model in ("pbm", "ubm"):
-        cells = aggregate_cells(source, num_documents, list_size, by_previous_click=model == "ubm")
+    cls = CLICK_MODELS.resolve(model)
+    model = cls.name
+    if cls.cell_em is not None:
+        cells = aggregate_cells(source, num_documents, list_size, by_previous_click=cls.cell_em == "previous_click")
         tables, history, converged = _em_cells(
             model, cells, num_documents, list_size, prior, max_iterations, tolerance, log_likelihood_tolerance, init
         )
@@ -404,9 +383,21 @@ def fit_em(
     return FitResult(model, tables, history, "em", converged)
 
 
+def fit_em_counts(model, counts, *, prior: Prior = Prior(), max_iterations: int = 200, tolerance: float = 1e-5,
+                  log_likelihood_tolerance: float = 1e-9) -> FitResult:
+    """:func:`fit_em` of a cell model (PBM, UBM) on :class:`~click_models.counts.ClickCounts` already aggregated."""
+    cls = CLICK_MODELS.resolve(model)
+    if cls.cell_em is None:
+        raise ValueError(f"{cls.name} is not fitted on cells; use fit_em with sessions")
+    cells = (counts.doc, counts.rank, counts.previous, counts.impressions, counts.clicks)
+    tables, history, converged = _em_cells(cls.name, cells, counts.num_documents, counts.list_size, prior,
+                                           max_iterations, tolerance, log_likelihood_tolerance, None)
+    return FitResult(cls.name, tables, history, "em", converged)
+
+
 # ---------------------------------------------------------------------- counting
 def fit_counting(
-    model: str, source: Iterable[SessionBatch], num_documents: int, list_size: int, *, prior: Prior = Prior()
+    model: "str | type[ClickModel]", source: Iterable[SessionBatch], num_documents: int, list_size: int, *, prior: Prior = Prior()
 ) -> FitResult:
     """Closed-form counting estimators (Chuklin et al. 2015, sec. 4.1-4.2).
 
@@ -421,8 +412,11 @@ def fit_counting(
     The SDBN and DCM estimators assume the user stops at the last click; use
     :func:`fit_em` for the exact maximum-likelihood fit.
     """
-    if model not in ("cascade", "sdbn", "dcm"):
-        raise ValueError(f"counting estimators exist for cascade, sdbn and dcm, not {model!r}")
+    cls = CLICK_MODELS.resolve(model)
+    model = cls.name
+    if cls.counting_rule is None:
+        raise ValueError(f"counting estimators exist for {', '.join(counting_models())}, not {model!r}")
+    kinds = cls.parameter_kinds
     K = list_size
     size = num_documents + 1
     examined_n = np.zeros(size)
@@ -436,7 +430,7 @@ def fit_counting(
         clicks = np.asarray(batch.clicks) & mask
         ranks = np.arange(K)
         any_click = clicks.any(axis=1, keepdims=True)
-        if model == "cascade":
+        if cls.counting_rule == "first_click":
             first = np.where(any_click, np.argmax(clicks, axis=1)[:, None], K)
             examined = mask & (ranks <= first)
             clicks = clicks & (ranks == first)
@@ -455,9 +449,9 @@ def fit_counting(
         num + a, den + a + b, out=np.full(np.shape(den), a / (a + b) if a + b > 0 else 0.5), where=den + a + b > 0
     )
     tables = {"attraction": ratio(clicked_n, examined_n, a, b)}
-    if model == "sdbn":
+    if kinds.get("satisfaction") == DOCUMENT:
         tables["satisfaction"] = ratio(last_n, clicked_n, a, b)
-    if model == "dcm":
+    if kinds.get("continuation") == RANK:
         ar, br = prior.rank
         tables["continuation"] = ratio(rank_clicks - rank_last, rank_clicks, ar, br)
     _set_unseen_row(tables, model, {"attraction": examined_n, "satisfaction": clicked_n})
@@ -488,21 +482,21 @@ class ClickModelParameters(nnx.Module):
     their own estimate.
     """
 
-    def __init__(self, model: str, num_documents: int, list_size: int, *, init: dict | None = None,
+    def __init__(self, model: "str | type[ClickModel]", num_documents: int, list_size: int, *, init: dict | None = None,
                  attraction_network: nnx.Module | None = None):
-        self.model = model
+        self.model = CLICK_MODELS.resolve(model).name
         tables = init if init is not None else initial_tables(model, num_documents, list_size)
-        self.names = tuple(MODELS[model].parameter_kinds)
+        self.names = tuple(CLICK_MODELS.resolve(model).parameter_kinds)
         for name in self.names:
             p = np.clip(np.asarray(tables[name], np.float64), 1e-4, 1 - 1e-4)
             setattr(self, f"{name}_logit", nnx.Param(jnp.asarray(np.log(p) - np.log1p(-p), jnp.float32)))
         self.attraction_network = attraction_network
 
     def _document_parameter(self) -> str:
-        return "relevance" if self.model == "trust_bias" else "attraction"
+        return CLICK_MODELS.resolve(self.model).relevance_parameter
 
     def __call__(self, batch: SessionBatch) -> ClickModel:
-        kinds = MODELS[self.model].parameter_kinds
+        kinds = CLICK_MODELS.resolve(self.model).parameter_kinds
         logits = {}
         for name in self.names:
             table = getattr(self, f"{name}_logit")[...]
@@ -511,7 +505,7 @@ class ClickModelParameters(nnx.Module):
             if batch.features is None:
                 raise ValueError("this click model scores features: the batch has none")
             logits[self._document_parameter()] = self.attraction_network(batch.features)
-        return MODELS[self.model].from_logits(mask=batch.mask, **logits)
+        return CLICK_MODELS.resolve(self.model).from_logits(mask=batch.mask, **logits)
 
     def tables(self) -> dict[str, np.ndarray]:
         return {n: np.asarray(jax.nn.sigmoid(getattr(self, f"{n}_logit")[...]), np.float64) for n in self.names}
@@ -530,7 +524,7 @@ def _train_step(params: ClickModelParameters, optimizer: nnx.Optimizer, batch: S
 
 
 def fit_gradient(
-    model: str,
+    model: "str | type[ClickModel]",
     source: Iterable[SessionBatch],
     num_documents: int,
     list_size: int,
@@ -549,8 +543,7 @@ def fit_gradient(
     log-likelihood is measured after each epoch, the best parameters are kept
     and training stops after ``patience`` epochs without improvement.
     """
-    if model not in MODELS:
-        raise ValueError(f"unknown click model {model!r}; choose from {sorted(MODELS)}")
+    model = CLICK_MODELS.resolve(model).name
     params = ClickModelParameters(model, num_documents, list_size, init=init, attraction_network=attraction_network)
     opt = nnx.Optimizer(params, optimizer or optax.adam(0.1), wrt=nnx.Param)
     history, best, best_value, stale = [], None, -math.inf, 0

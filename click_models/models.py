@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ._base import (
     DOCUMENT,
@@ -31,10 +32,15 @@ from ._base import (
     IndependentClickModel,
     log_add,
 )
+from .registry import Registry
+
+CLICK_MODELS: Registry[type[ClickModel]] = Registry("click model")
+"""Every click model by name (``trust_bias`` also answers to ``trust-bias``)."""
 
 NEG_INF = -jnp.inf
 
 
+@CLICK_MODELS.register()
 class PBM(IndependentClickModel):
     """Position-based model (Craswell et al., WSDM 2008; Chuklin et al. 2015, sec. 3.3).
 
@@ -52,12 +58,19 @@ class PBM(IndependentClickModel):
     def __init__(self, attraction, examination, *, mask=None):
         self._init_from_probabilities(mask=mask, attraction=attraction, examination=examination)
 
+    cell_em = "rank"
+
+    @classmethod
+    def simulation_defaults(cls, examination):
+        return {"examination": np.asarray(examination, np.float64)}
+
     def _log_click(self):
         la, lna = self._terms("attraction")
         le, lne = self._terms("examination")
         return la + le, log_add(lne, le + lna)
 
 
+@CLICK_MODELS.register(aliases=("trustbias",))
 class TrustBias(IndependentClickModel):
     """Trust bias with click noise (Agarwal et al., WWW 2019; Vardasbi et al., SIGIR 2020).
 
@@ -80,6 +93,13 @@ class TrustBias(IndependentClickModel):
         "epsilon_pos": RANK,
         "epsilon_neg": RANK,
     }
+    relevance_parameter = "relevance"
+
+    @classmethod
+    def simulation_defaults(cls, examination):
+        K = len(examination)
+        return {"examination": np.asarray(examination, np.float64), "epsilon_pos": np.ones(K),
+                "epsilon_neg": 0.65 / np.arange(1, K + 1)}
 
     def __init__(self, examination, epsilon_pos, epsilon_neg, relevance, *, mask=None):
         self._init_from_probabilities(
@@ -100,6 +120,7 @@ class TrustBias(IndependentClickModel):
         return le + clicked_if_examined, log_add(lne, le + skipped_if_examined)
 
 
+@CLICK_MODELS.register()
 class Cascade(ChainClickModel):
     """Cascade model (Craswell et al., WSDM 2008; Chuklin et al. 2015, sec. 3.4).
 
@@ -114,6 +135,7 @@ class Cascade(ChainClickModel):
 
     name = "cascade"
     parameter_kinds = {"attraction": DOCUMENT}
+    counting_rule = "first_click"
 
     def __init__(self, attraction, *, mask=None):
         self._init_from_probabilities(mask=mask, attraction=attraction)
@@ -124,6 +146,7 @@ class Cascade(ChainClickModel):
         return dict(attr=la, not_attr=lna, cont_click=neg, stop_click=zero, cont_skip=zero, stop_skip=neg)
 
 
+@CLICK_MODELS.register()
 class DBN(ChainClickModel):
     """Dynamic Bayesian network model (Chapelle and Zhang, WWW 2009; Chuklin et al. sec. 3.8).
 
@@ -140,6 +163,10 @@ class DBN(ChainClickModel):
 
     name = "dbn"
     parameter_kinds = {"attraction": DOCUMENT, "satisfaction": DOCUMENT, "continuation": SESSION}
+
+    @classmethod
+    def simulation_defaults(cls, examination):
+        return {"continuation": np.asarray(0.9)}
 
     def __init__(self, attraction, satisfaction, continuation, *, mask=None):
         self._init_from_probabilities(
@@ -163,6 +190,7 @@ class DBN(ChainClickModel):
         )
 
 
+@CLICK_MODELS.register()
 class SDBN(DBN):
     """Simplified DBN (Chapelle and Zhang, WWW 2009): DBN with ``continuation = 1``.
 
@@ -174,6 +202,11 @@ class SDBN(DBN):
 
     name = "sdbn"
     parameter_kinds = {"attraction": DOCUMENT, "satisfaction": DOCUMENT}
+    counting_rule = "last_click"
+
+    @classmethod
+    def simulation_defaults(cls, examination):
+        return {}
 
     def __init__(self, attraction, satisfaction, *, mask=None):
         self._init_from_probabilities(mask=mask, attraction=attraction, satisfaction=satisfaction)
@@ -183,6 +216,7 @@ class SDBN(DBN):
         return jnp.zeros_like(la[..., :1]), jnp.full_like(la[..., :1], NEG_INF)
 
 
+@CLICK_MODELS.register()
 class DCM(ChainClickModel):
     """Dependent click model (Guo, Liu and Wang, WSDM 2009; Chuklin et al. sec. 3.5).
 
@@ -198,6 +232,11 @@ class DCM(ChainClickModel):
 
     name = "dcm"
     parameter_kinds = {"attraction": DOCUMENT, "continuation": RANK}
+    counting_rule = "last_click"
+
+    @classmethod
+    def simulation_defaults(cls, examination):
+        return {"continuation": np.linspace(0.9, 0.5, len(examination))}
 
     def __init__(self, attraction, continuation, *, mask=None):
         self._init_from_probabilities(mask=mask, attraction=attraction, continuation=continuation)
@@ -211,6 +250,7 @@ class DCM(ChainClickModel):
         )
 
 
+@CLICK_MODELS.register()
 class CCM(ChainClickModel):
     """Click chain model (Guo et al., WWW 2009; Chuklin et al. sec. 3.7).
 
@@ -226,6 +266,10 @@ class CCM(ChainClickModel):
 
     name = "ccm"
     parameter_kinds = {"attraction": DOCUMENT, "tau1": SESSION, "tau2": SESSION, "tau3": SESSION}
+
+    @classmethod
+    def simulation_defaults(cls, examination):
+        return {"tau1": np.asarray(0.8), "tau2": np.asarray(0.5), "tau3": np.asarray(0.9)}
 
     def __init__(self, attraction, tau1, tau2, tau3, *, mask=None):
         self._init_from_probabilities(mask=mask, attraction=attraction, tau1=tau1, tau2=tau2, tau3=tau3)
@@ -246,6 +290,7 @@ class CCM(ChainClickModel):
         )
 
 
+@CLICK_MODELS.register()
 class UBM(ClickModel):
     """User browsing model (Dupret and Piwowarski, SIGIR 2008; Chuklin et al. sec. 3.6).
 
@@ -260,6 +305,16 @@ class UBM(ClickModel):
 
     name = "ubm"
     parameter_kinds = {"attraction": DOCUMENT, "examination": RANK_RANK}
+    cell_em = "previous_click"
+
+    @classmethod
+    def simulation_defaults(cls, examination):
+        # examination decays with the distance to the previous click: gamma[k, r] = exam[k - r - 1]
+        exam = np.asarray(examination, np.float64)
+        K = len(exam)
+        k, r = np.meshgrid(np.arange(K), np.arange(K), indexing="ij")
+        distance = np.where(r == 0, k, k - r)
+        return {"examination": np.where(r <= k, exam[np.clip(distance, 0, K - 1)], exam[0])}
 
     def __init__(self, attraction, examination, *, mask=None):
         self._init_from_probabilities(mask=mask, attraction=attraction, examination=examination)
@@ -368,6 +423,4 @@ class UBM(ClickModel):
         return jnp.moveaxis(clicks, 0, -1)
 
 
-MODELS: dict[str, type[ClickModel]] = {
-    cls.name: cls for cls in (PBM, Cascade, DBN, SDBN, DCM, UBM, CCM, TrustBias)
-}
+MODELS = CLICK_MODELS  # the name earlier releases exported

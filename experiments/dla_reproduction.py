@@ -27,6 +27,7 @@ from click_models.logs import atomic_write_json, atomic_write_text
 from simulators.datasets import load_dataset
 from simulators.simulation import SimulationConfig, Simulator
 from simulators.toy import DLA_EXAMINATION
+from ultr.learners import LEARNERS
 from ultr.training import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,7 +82,9 @@ def main():
                 started = time.perf_counter()
                 config = TrainConfig(learner=learner, ranker=args.ranker, hidden=hidden, seed=seed,
                                      optimizer=args.optimizer, learning_rate=args.learning_rate,
-                                     bias_learning_rate=args.bias_learning_rate, epochs=args.epochs, patience=10**6)
+                                     bias_learning_rate=args.bias_learning_rate if LEARNERS[learner].has_bias_model else None,
+                                     epochs=args.epochs, patience=10**6,
+                                     propensities="oracle" if LEARNERS[learner].takes_propensities() else None)
                 result = train(logs, dataset, config, progress=False)
                 results.setdefault(learner, []).append(
                     {"seed": seed, **result.test, "propensities": result.propensities, "steps": result.steps})

@@ -22,9 +22,10 @@ import numpy as np
 import optax
 import rax
 
+from click_models.registry import Registry
+
 from .datasets import PaddedRanking, RankingData
 
-POLICIES = ("production", "uniform", "plackett-luce", "noisy-oracle")
 
 
 @dataclasses.dataclass
@@ -93,18 +94,72 @@ def _pad_scores(data: RankingData, padded: PaddedRanking, values: np.ndarray) ->
     return scores
 
 
+class PolicyFamily:
+    """A kind of logging policy: builds a :class:`Policy` over the queries of a split."""
+
+    name: str = ""
+    #: whether the policy scores features (else the padded split needs none)
+    needs_features: bool = True
+
+    @classmethod
+    def build(cls, data: RankingData, padded: PaddedRanking, *, seed: int, fraction: float, temperature: float,
+              oracle_noise: float) -> Policy:
+        raise NotImplementedError
+
+
+POLICIES: Registry[type[PolicyFamily]] = Registry("logging policy")
+
+
+@POLICIES.register("production")
+class Production(PolicyFamily):
+    """Linear ranker trained on a small share (production_fraction) of the training queries; top-K by score."""
+
+    name = "production"
+    stochastic = False
+
+    @classmethod
+    def build(cls, data, padded, *, seed, fraction, temperature, oracle_noise):
+        w, mean, scale = train_linear_ranker(data, fraction, seed)
+        values = ((data.features - mean) / scale) @ w
+        return Policy(cls.name, _pad_scores(data, padded, values), temperature if cls.stochastic else 0.0,
+                      {"weights": w, "mean": mean, "scale": scale})
+
+
+@POLICIES.register("uniform")
+class Uniform(PolicyFamily):
+    """Every ranking equally likely."""
+
+    name = "uniform"
+    needs_features = False
+
+    @classmethod
+    def build(cls, data, padded, *, seed, fraction, temperature, oracle_noise):
+        return Policy(cls.name, _pad_scores(data, padded, np.zeros(data.num_documents)), 1.0)
+
+
+@POLICIES.register("plackett-luce")
+class PlackettLuce(Production):
+    """Rankings sampled per session from a Plackett-Luce model over the production ranker's scores / temperature."""
+
+    name = "plackett-luce"
+    stochastic = True
+
+
+@POLICIES.register("noisy-oracle")
+class NoisyOracle(PolicyFamily):
+    """Relevance labels plus fixed Gaussian noise per document (scale oracle_noise); top-K by score."""
+
+    name = "noisy-oracle"
+
+    @classmethod
+    def build(cls, data, padded, *, seed, fraction, temperature, oracle_noise):
+        rng = np.random.default_rng(seed)
+        values = data.labels + rng.normal(scale=oracle_noise, size=data.num_documents)
+        return Policy(cls.name, _pad_scores(data, padded, values), 0.0)
+
+
 def make_policy(name: str, data: RankingData, padded: PaddedRanking, *, seed: int = 0, fraction: float = 0.01,
                 temperature: float = 1.0, oracle_noise: float = 1.0) -> Policy:
     """Build a logging policy over the queries of ``data`` (``padded`` is ``data.padded()``)."""
-    if name == "production" or name == "plackett-luce":
-        w, mean, scale = train_linear_ranker(data, fraction, seed)
-        values = ((data.features - mean) / scale) @ w
-        return Policy(name, _pad_scores(data, padded, values), temperature if name == "plackett-luce" else 0.0,
-                      {"weights": w, "mean": mean, "scale": scale})
-    if name == "uniform":
-        return Policy(name, _pad_scores(data, padded, np.zeros(data.num_documents)), 1.0)
-    if name == "noisy-oracle":
-        rng = np.random.default_rng(seed)
-        values = data.labels + rng.normal(scale=oracle_noise, size=data.num_documents)
-        return Policy(name, _pad_scores(data, padded, values), 0.0)
-    raise ValueError(f"unknown policy {name!r}; choose from {', '.join(POLICIES)}")
+    return POLICIES[name].build(data, padded, seed=seed, fraction=fraction, temperature=temperature,
+                                oracle_noise=oracle_noise)

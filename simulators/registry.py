@@ -22,6 +22,7 @@ import zipfile
 from pathlib import Path
 
 from click_models.logs import atomic_path
+from click_models.registry import Registry
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,9 +42,10 @@ class DatasetInfo:
     citation: str = ""
 
 
-DATASETS: dict[str, DatasetInfo] = {
-    info.name: info
-    for info in [
+DATASETS: Registry[DatasetInfo] = Registry("dataset")
+"""The public datasets that ``ultr datasets`` lists and downloads (``synthetic`` is built in besides)."""
+
+for _info in [
         DatasetInfo(
             "mq2007", "LETOR 4.0 MQ2007", "1,692", 46, "0-2",
             "https://www.microsoft.com/en-us/research/project/letor-learning-rank-information-retrieval/letor-4-0/",
@@ -114,8 +116,8 @@ DATASETS: dict[str, DatasetInfo] = {
             citation="Dato et al., Fast Ranking with Additive Ensembles of Oblivious and Non-Oblivious "
                      "Regression Trees, ACM TOIS 35(2) (2016)",
         ),
-    ]
-}
+]:
+    DATASETS.add(_info.name, _info, summary=_info.title)
 
 
 class DownloadError(RuntimeError):
@@ -131,7 +133,7 @@ def data_dir(directory: str | os.PathLike | None = None) -> Path:
 
 def info(name: str) -> DatasetInfo:
     try:
-        return DATASETS[name.lower()]
+        return DATASETS[name]
     except KeyError:
         raise DownloadError(f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))}") from None
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
-import json
 import threading
 import time
 from pathlib import Path
@@ -28,14 +27,23 @@ import jax.numpy as jnp
 import numpy as np
 import pyarrow.parquet as pq
 
-from click_models import MODELS
-from click_models.logs import atomic_path, atomic_write_json, sessions_to_table
+from click_models import CLICK_MODELS
+from click_models.labels import attraction_from_labels, satisfaction_from_labels  # noqa: F401 (re-exported)
+from click_models.logs import atomic_path, sessions_to_table
 
 from .datasets import Dataset, RankingData
+from .interventions import INTERVENTIONS
+from .metadata import LogMetadata
 from .policies import POLICIES, Policy, make_policy
 from .toy import DLA_EXAMINATION
 
-INTERVENTIONS = (None, "randtopk", "swap")
+#: SimulationConfig fields that set click-model parameters: field -> parameter names
+PARAMETER_OPTIONS = {
+    "continuation": ("continuation",),
+    "tau": ("tau1", "tau2", "tau3"),
+    "trust_eps_pos": ("epsilon_pos",),
+    "trust_eps_neg": ("epsilon_neg",),
+}
 
 
 @dataclasses.dataclass
@@ -43,14 +51,14 @@ class SimulationConfig:
     """Everything that defines a simulated click log (with the dataset and the seed).
 
     Attributes:
-      click_model: a name of :data:`click_models.MODELS`.
+      click_model: a name of :data:`click_models.CLICK_MODELS`.
       list_size: top-K cutoff: documents shown per session.
       eta: severity of position bias, examination ``rho_k ** eta``.
       examination: ``"dla"`` (Ai et al. 2018), ``"inverse"`` (``1/k``) or a list of per-rank rho.
       eps_pos, eps_neg: attraction of the most and the least relevant grade.
       max_label: highest grade (default: the dataset's).
-      continuation: DBN gamma (scalar) or DCM lambda per rank.
-      tau: CCM (tau1, tau2, tau3).
+      continuation: DBN gamma (scalar) or DCM lambda per rank (default: the model's).
+      tau: CCM (tau1, tau2, tau3) (default 0.8, 0.5, 0.9).
       trust_eps_pos, trust_eps_neg: trust-bias click probabilities per rank
         (default ``1`` and ``0.65 / k``).
       policies: logging policies; each session draws one uniformly (several
@@ -72,7 +80,7 @@ class SimulationConfig:
     eps_neg: float = 0.1
     max_label: int | None = None
     continuation: float | list[float] | None = None
-    tau: tuple[float, float, float] = (0.8, 0.5, 0.9)
+    tau: tuple[float, float, float] | None = None
     trust_eps_pos: list[float] | None = None
     trust_eps_neg: list[float] | None = None
     policies: tuple[str, ...] = ("production",)
@@ -86,23 +94,30 @@ class SimulationConfig:
     powerlaw_exponent: float = 1.0
 
     def validate(self) -> None:
-        if self.click_model not in MODELS:
-            raise ValueError(f"click_model: unknown {self.click_model!r}; choose from {sorted(MODELS)}")
+        model = CLICK_MODELS.lookup(self.click_model, "click_model")
+        self.click_model = model.name
         if self.list_size < 1:
             raise ValueError(f"list_size must be positive, got {self.list_size}")
         if not 0 <= self.eps_neg <= 1 or not 0 <= self.eps_pos <= 1:
             raise ValueError(f"eps_pos and eps_neg must lie in [0, 1], got {self.eps_pos}, {self.eps_neg}")
-        for policy in self.policies:
-            if policy not in POLICIES:
-                raise ValueError(f"policies: unknown {policy!r}; choose from {', '.join(POLICIES)}")
-        if self.intervention not in INTERVENTIONS:
-            raise ValueError(f"intervention: unknown {self.intervention!r}; choose randtopk or swap")
+        if not self.policies:
+            raise ValueError("policies: give at least one logging policy")
+        if isinstance(self.policies, str):
+            self.policies = tuple(p.strip() for p in self.policies.split(",") if p.strip())
+        self.policies = tuple(POLICIES.canonical(p, "policies") for p in self.policies)
+        if self.intervention is not None:
+            self.intervention = INTERVENTIONS.canonical(self.intervention, "intervention")
         if not 0 <= self.intervention_rate <= 1:
             raise ValueError(f"intervention_rate must lie in [0, 1], got {self.intervention_rate}")
         if self.query_sampling not in ("uniform", "powerlaw"):
             raise ValueError(f"query_sampling: unknown {self.query_sampling!r}; choose uniform or powerlaw")
         if isinstance(self.examination, str) and self.examination not in ("dla", "inverse"):
             raise ValueError(f"examination: unknown {self.examination!r}; choose dla, inverse or a list")
+        for option, names in PARAMETER_OPTIONS.items():
+            if getattr(self, option) is not None and not set(names) <= set(model.parameter_kinds):
+                users = [n for n, cls in CLICK_MODELS.items() if set(names) <= set(cls.parameter_kinds)]
+                raise ValueError(f"{option}: the {model.name} click model has no {' / '.join(names)} parameter "
+                                 f"(used by {', '.join(users)})")
 
     # ------------------------------------------------------------------ per-rank parameters
     def rho(self) -> np.ndarray:
@@ -119,69 +134,65 @@ class SimulationConfig:
         return rho
 
     def rank_parameters(self) -> dict[str, np.ndarray]:
-        """The per-rank and session parameters of the click model (documented in simulation.json)."""
+        """The per-rank and session parameters of the click model (documented in simulation.json):
+        the model's :meth:`~click_models.ClickModel.simulation_defaults` for the examination
+        curve ``rho_k ** eta``, overridden by the options that set them."""
         K = self.list_size
-        exam = self.rho() ** self.eta
-        name = self.click_model
-        params: dict[str, np.ndarray] = {}
-        if name in ("pbm", "trust_bias"):
-            params["examination"] = exam
-        if name == "trust_bias":
-            params["epsilon_pos"] = np.asarray(self.trust_eps_pos if self.trust_eps_pos is not None else np.ones(K))
-            params["epsilon_neg"] = np.asarray(
-                self.trust_eps_neg if self.trust_eps_neg is not None else 0.65 / np.arange(1, K + 1))
-        if name == "ubm":
-            # examination decays with the distance to the previous click: gamma[k, r] = exam[k - r - 1]
-            k, r = np.meshgrid(np.arange(K), np.arange(K), indexing="ij")
-            distance = np.where(r == 0, k, k - r)
-            params["examination"] = np.where(r <= k, exam[np.clip(distance, 0, K - 1)], exam[0])
-        if name == "dbn":
-            params["continuation"] = np.asarray(0.9 if self.continuation is None else self.continuation, np.float64)
-        if name == "dcm":
-            params["continuation"] = np.asarray(
-                np.linspace(0.9, 0.5, K) if self.continuation is None else self.continuation, np.float64)
-        if name == "ccm":
-            for i, value in enumerate(self.tau, start=1):
-                params[f"tau{i}"] = np.asarray(value, np.float64)
+        model = CLICK_MODELS[self.click_model]
+        params = {k: np.asarray(v, np.float64) for k, v in model.simulation_defaults(self.rho() ** self.eta).items()}
+        for option, names in PARAMETER_OPTIONS.items():
+            value = getattr(self, option)
+            if value is None or not set(names) <= set(model.parameter_kinds):
+                continue
+            values = [value] if len(names) == 1 else list(value)
+            if len(values) != len(names):
+                raise ValueError(f"{option} needs {len(names)} numbers ({', '.join(names)}), got {value}")
+            for name, item in zip(names, values):
+                item = np.asarray(item, np.float64)
+                if option.startswith("trust_eps") and item.ndim == 0:
+                    item = np.full(K, float(item))
+                params[name] = item
         for key, value in params.items():
-            if np.any((value < 0) | (value > 1)):
+            if np.any(~np.isfinite(value)) or np.any((value < 0) | (value > 1)):
                 raise ValueError(f"{key} must lie in [0, 1], got {value.tolist()}")
         return params
 
 
-def attraction_from_labels(labels, max_label: int, eps_pos: float, eps_neg: float):
-    """``eps_neg + (eps_pos - eps_neg) * (2^y - 1) / (2^y_max - 1)``."""
-    gain = (jnp.exp2(labels.astype(jnp.float32)) - 1.0) / (2.0**max_label - 1.0)
-    return eps_neg + (eps_pos - eps_neg) * gain
+#: config keys that name a field differently
+KEY_ALIASES = {"policy": "policies"}
 
 
-def satisfaction_from_labels(labels, max_label: int):
-    """DBN satisfaction ``(2^y - 1) / 2^y_max`` (Chapelle and Zhang, WWW 2009)."""
-    return (jnp.exp2(labels.astype(jnp.float32)) - 1.0) / 2.0**max_label
+def simulation_config(values, *, name=lambda key: key) -> SimulationConfig:
+    """A checked :class:`SimulationConfig` from option values (``ultr simulate`` flags or a TOML table).
+
+    Keys are field names (``-`` or ``_``; ``policy`` for ``policies``); an unknown key or a
+    bad value raises ``ValueError`` whose message starts with ``name(key)`` or the field.
+    """
+    fields = {f.name for f in dataclasses.fields(SimulationConfig)}
+    out = {}
+    for key, value in values.items():
+        field = key.replace("-", "_")
+        field = KEY_ALIASES.get(field, field)
+        if field not in fields:
+            raise ValueError(f"{name(key)}: unknown key {key!r}; known: {', '.join(sorted(fields))}")
+        if field == "policies" and isinstance(value, str):
+            value = tuple(p.strip() for p in value.split(",") if p.strip())
+        elif field in ("policies", "tau") and isinstance(value, list):
+            value = tuple(value)
+        out[field] = value
+    try:
+        config = SimulationConfig(**out)
+        config.validate()
+        config.rank_parameters()
+    except TypeError as error:
+        raise ValueError(str(error)) from None
+    return config
 
 
-def session_click_model(name: str, labels, shown, params: dict, max_label: int, eps_pos: float, eps_neg: float):
-    """The click model of one or more sessions from the labels shown ``[..., K]``."""
-    attraction = attraction_from_labels(labels, max_label, eps_pos, eps_neg)
-    cls = MODELS[name]
-    if name == "pbm":
-        return cls(attraction, params["examination"], mask=shown)
-    if name == "cascade":
-        return cls(attraction, mask=shown)
-    if name in ("dbn", "sdbn"):
-        satisfaction = satisfaction_from_labels(labels, max_label)
-        if name == "sdbn":
-            return cls(attraction, satisfaction, mask=shown)
-        return cls(attraction, satisfaction, params["continuation"], mask=shown)
-    if name == "dcm":
-        return cls(attraction, params["continuation"], mask=shown)
-    if name == "ubm":
-        return cls(attraction, params["examination"], mask=shown)
-    if name == "ccm":
-        return cls(attraction, params["tau1"], params["tau2"], params["tau3"], mask=shown)
-    if name == "trust_bias":
-        return cls(params["examination"], params["epsilon_pos"], params["epsilon_neg"], attraction, mask=shown)
-    raise ValueError(name)
+def session_click_model(model, labels, shown, params: dict, max_label: int, eps_pos: float, eps_neg: float):
+    """The click model (class or name) of one or more sessions from the labels shown ``[..., K]``."""
+    return CLICK_MODELS.resolve(model).from_labels(labels, shown, params, max_label=max_label, eps_pos=eps_pos,
+                                                   eps_neg=eps_neg)
 
 
 class Simulator:
@@ -201,7 +212,8 @@ class Simulator:
         self.doc_ids = padded.doc_ids
         self.labels = padded.labels
         self.list_sizes = padded.mask.sum(1)
-        padded_with_features = split.padded() if any(p != "uniform" for p in config.policies) else padded
+        needs_features = any(POLICIES[p].needs_features for p in config.policies)
+        padded_with_features = split.padded() if needs_features else padded
         policy_cache: dict[str, Policy] = {}
         self.policies: list[Policy] = []
         for index, name in enumerate(config.policies):
@@ -245,9 +257,10 @@ class Simulator:
         params = {k: jnp.asarray(v, jnp.float32) for k, v in self.rank_parameters.items()}
         base_key = jax.random.key(self.seed)
         P = len(self.policies)
-        intervention, rate = cfg.intervention, cfg.intervention_rate
+        intervention = INTERVENTIONS[cfg.intervention] if cfg.intervention is not None else None
+        rate = cfg.intervention_rate
         shuffle_k = min(cfg.intervention_k or K, K)
-        model_name, max_label = cfg.click_model, self.max_label
+        model, max_label = CLICK_MODELS[cfg.click_model], self.max_label
         eps_pos, eps_neg = cfg.eps_pos, cfg.eps_neg
 
         def one_session(index):
@@ -273,25 +286,18 @@ class Simulator:
             if intervention is not None:
                 k_apply, k_perm = jax.random.split(k_intervene)
                 apply = jax.random.uniform(k_apply) < rate
-                if intervention == "randtopk":
-                    limit = jnp.minimum(n_shown, shuffle_k)
-                    keys = jnp.where(positions < limit, jax.random.uniform(k_perm, (K,)), positions + 2.0)
-                    permutation = jnp.where(apply, jnp.argsort(keys), positions)
-                    code = jnp.where(apply & (limit > 1), 1, 0)
-                else:  # swap rank 1 with a uniformly drawn rank k in 2..n_shown
-                    other = jax.random.randint(k_perm, (), 1, jnp.maximum(n_shown, 2))
-                    do_swap = apply & (n_shown > 1)
-                    swapped = jnp.where(positions == 0, other, jnp.where(positions == other, 0, positions))
-                    permutation = jnp.where(do_swap, swapped, positions)
-                    code = jnp.where(do_swap, other + 1, 0)
+                permutation, effect = intervention.permute(k_perm, n_shown, K, shuffle_k)
+                permutation = jnp.where(apply, permutation, positions)
+                code = jnp.where(apply, effect, 0)
                 order = order[permutation]
             shown = positions < n_shown
             shown_labels = jnp.where(shown, labels[query, order], 0)
             shown_docs = jnp.where(shown, doc_ids[query, order], 0)
-            model = session_click_model(model_name, shown_labels, shown, params, max_label, eps_pos, eps_neg)
-            clicks = model.sample(k_click)
+            session = model.from_labels(shown_labels, shown, params, max_label=max_label, eps_pos=eps_pos,
+                                        eps_neg=eps_neg)
+            clicks = session.sample(k_click)
             return (query, shown_docs, clicks, shown, shown_labels.astype(jnp.int8),
-                    model.examination_probs().astype(jnp.float32), policy.astype(jnp.int32), code.astype(jnp.int32))
+                    session.examination_probs().astype(jnp.float32), policy.astype(jnp.int32), code.astype(jnp.int32))
 
         return jax.jit(jax.vmap(one_session))
 
@@ -313,21 +319,21 @@ class Simulator:
             "intervention": code,
         }
 
-    def metadata(self) -> dict:
-        cfg = dataclasses.asdict(self.config)
-        return {
-            "config": cfg,
-            "seed": self.seed,
-            "max_label": self.max_label,
-            "policies": [p.name for p in self.policies],
-            "policy_models": [p.description() for p in self.policies],
-            "rank_parameters": {k: np.asarray(v).tolist() for k, v in self.rank_parameters.items()},
-            "intervention_codes": {
-                None: "always 0",
-                "randtopk": f"1 = the top {min(self.config.intervention_k or self.config.list_size, self.config.list_size)} shown documents were shuffled uniformly, 0 = not",
-                "swap": "k >= 2 = the documents at ranks 1 and k were swapped, 0 = not",
-            }[self.config.intervention],
-        }
+    def metadata(self) -> LogMetadata:
+        cfg = self.config
+        codes = "always 0"
+        if cfg.intervention is not None:
+            intervention = INTERVENTIONS[cfg.intervention]
+            codes = intervention.codes.format(k=min(cfg.intervention_k or cfg.list_size, cfg.list_size))
+        return LogMetadata(
+            config=dataclasses.asdict(cfg),
+            seed=self.seed,
+            max_label=self.max_label,
+            policies=[p.name for p in self.policies],
+            policy_models=[p.description() for p in self.policies],
+            rank_parameters={k: np.asarray(v).tolist() for k, v in self.rank_parameters.items()},
+            intervention_codes=codes,
+        )
 
     def run(self, out_dir, num_sessions: int, chunk_size: int = 100_000, rows_per_file: int = 1_000_000,
             progress: bool = True, workers: int = 2) -> dict:
@@ -348,7 +354,6 @@ class Simulator:
         rows_per_file = max(1, rows_per_file)
         chunk_size = max(1, min(chunk_size, num_sessions, rows_per_file))
         meta = self.metadata()
-        meta_bytes = json.dumps(meta).encode()
         K = self.config.list_size
         compile_started = time.perf_counter()
         self.simulate_chunk(0, 1, padded_size=chunk_size)  # compile once, outside the timing
@@ -384,7 +389,6 @@ class Simulator:
                     arrays["session_id"], arrays["query_id"], arrays["doc_ids"], arrays["clicks"],
                     arrays["mask"], labels=arrays["labels"], examination=arrays["examination"],
                     policy=arrays["policy"], intervention=arrays["intervention"], with_positions=False)
-                table = table.replace_schema_metadata({**(table.schema.metadata or {}), b"ultr.simulation": meta_bytes})
                 if state["writer"] is None:
                     state["writer"] = pq.ParquetWriter(tmp, table.schema, compression="snappy", use_dictionary=False)
                 state["writer"].write_table(table)
@@ -426,5 +430,5 @@ class Simulator:
             "ctr_per_rank": (clicks_per_rank / np.maximum(shown_per_rank, 1)).tolist(),
             "files": [r[0].name for r in results],
         }
-        atomic_write_json({**meta, "summary": summary}, out_dir / "simulation.json")
+        dataclasses.replace(meta, summary=summary).write(out_dir)
         return summary

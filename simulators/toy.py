@@ -13,10 +13,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from click_models import MODELS
+from pathlib import Path
+
+from click_models import CLICK_MODELS
 from click_models._base import DOCUMENT, RANK, RANK_RANK
 from click_models.fitting import SessionBatch, assemble
-from click_models.logs import ClickLogBatch
+from click_models.logs import ClickLogBatch, atomic_write_json, atomic_write_parquet, sessions_to_table
 
 # Examination per rank used in the DLA paper's simulation (Ai et al., SIGIR 2018).
 DLA_EXAMINATION = np.array([0.68, 0.61, 0.48, 0.34, 0.28, 0.20, 0.11, 0.10, 0.08, 0.06])
@@ -33,7 +35,7 @@ def true_parameters(model: str, num_queries: int, docs_per_query: int, seed: int
     rng = np.random.default_rng(seed)
     n, K = num_queries * docs_per_query, docs_per_query
     tables = {}
-    for name, kind in MODELS[model].parameter_kinds.items():
+    for name, kind in CLICK_MODELS.resolve(model).parameter_kinds.items():
         if kind == DOCUMENT:
             low, high = (0.05, 0.95) if name != "satisfaction" else (0.2, 0.8)
             table = rng.uniform(low, high, n + 1)
@@ -118,3 +120,21 @@ def toy_session_batches(log: ClickLogBatch, docs_per_query: int, batch_size: int
             )
         )
     return batches
+
+
+def write_toy_log(model, out_dir, num_sessions: int, seed: int = 0, num_queries: int = 1_000,
+                  docs_per_query: int = 10) -> Path:
+    """Simulate a toy log with :func:`true_parameters` into ``out_dir/part-00000.parquet``.
+
+    The true rank and session parameters go to ``out_dir/true_params.json`` (the
+    built-in log of ``ultr fit``, whose fitted parameters can be compared with them).
+    """
+    cls = CLICK_MODELS.resolve(model)
+    truth = true_parameters(cls.name, num_queries, docs_per_query, seed=seed)
+    log = simulate_toy_log(cls.name, truth, num_queries, docs_per_query, num_sessions, seed=seed + 1)
+    out_dir = Path(out_dir)
+    table = sessions_to_table(log.session_id, log.query_id, log.doc_ids, log.clicks, log.mask)
+    atomic_write_parquet(table, out_dir / "part-00000.parquet")
+    rank_params = {name: truth[name].tolist() for name, kind in cls.parameter_kinds.items() if kind != DOCUMENT}
+    atomic_write_json({"model": cls.name, **rank_params}, out_dir / "true_params.json")
+    return out_dir

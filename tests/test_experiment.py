@@ -24,6 +24,7 @@ intervention = "randtopk"
 
 [training]
 ranker = "linear"
+propensities = "oracle"
 max_steps = 30
 eval_every = 10
 learning_rate = 0.02

@@ -131,7 +131,7 @@ def test_rankers_score_lists():
 def test_bias_learning_rate_moves_only_the_bias_model(learner):
     # SGD with a zero ranker rate and a positive bias rate: one step changes the bias model only
     config = TrainConfig(learner=learner, ranker="linear", optimizer="sgd", learning_rate=0.0, bias_learning_rate=0.5)
-    model = make_learner(config, num_features=4, list_size=5, logs_metadata=None, propensity_file=None)
+    model = make_learner(config, num_features=4, list_size=5)
     before = jax.tree.map(jnp.copy, nnx.state(model, nnx.Param))
     optimizer = nnx.Optimizer(model, make_optimizer(config), wrt=nnx.Param)
     clicks = jnp.array([[True, False, True, False, False], [False, True, False, False, True]])
@@ -159,6 +159,8 @@ def biased_logs(tmp_path_factory):
 
 
 def _train(dataset, logs, learner, **kwargs):
+    if learner in ("ips", "affine"):  # the propensity source is explicit: here the simulation's truth
+        kwargs.setdefault("propensities", "oracle")
     config = TrainConfig(learner=learner, ranker="mlp", hidden=(32, 16), learning_rate=0.003, eval_every=100,
                          patience=5, epochs=1, **kwargs)
     return train(logs, dataset, config, progress=False)

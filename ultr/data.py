@@ -83,24 +83,6 @@ class FeatureStore:
         return LabelBatch(rows, padded.labels.astype(np.float32), padded.mask)
 
 
-def read_propensity_file(path: str | Path) -> dict:
-    """A propensity file: JSON with ``examination`` per rank (normalised or not) and,
-    for trust bias, ``epsilon_pos`` and ``epsilon_neg``."""
-    import json
-
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as error:
-        raise ValueError(f"{path}: cannot read the propensity file: {error}") from None
-    if "examination" not in data:
-        raise ValueError(f"{path}: a propensity file needs an 'examination' list")
-    exam = np.asarray(data["examination"], np.float64)
-    if exam.ndim != 1 or np.any(~np.isfinite(exam)) or np.any(exam <= 0):
-        raise ValueError(f"{path}: 'examination' must be positive numbers per rank, got {data['examination']}")
-    return data
-
-
 def click_batches(
     logs: str | Path,
     store: FeatureStore,
@@ -119,6 +101,8 @@ def click_batches(
     when it exists, else 1.
     """
     K = list_size or infer_list_size(logs)
+    if propensities is not None and len(propensities) < K:
+        raise ValueError(f"the propensities cover {len(propensities)} ranks; the logs show {K}")
     rng = np.random.default_rng([seed, epoch])
     carry: list[np.ndarray] | None = None
     for chunk in iter_click_log(logs, chunk_size, K, columns=("examination",)):

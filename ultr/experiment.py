@@ -15,12 +15,16 @@ A config (every value may be a list, which makes a grid; ``seeds`` and
     click_model = "pbm"
     eta = 1.0                       # or [0.5, 1, 2]
 
-    [training]                      # options of ultr train (TrainConfig)
+    [training]                      # options of ultr train (TrainConfig and the learners' options)
     ranker = "mlp"
     hidden = [64, 32]
+    propensities = "oracle"         # IPS and affine: oracle, an estimator name, or a file; a list is a grid
 
     [training.dla]                  # options for one learner only
     optimizer = "adagrad"
+
+A ``[training]`` key applies to every listed learner that uses it (it is an
+error when none does); a ``[training.<learner>]`` key must be used by that learner.
 
 Logs are cached under ``runs/<name>/logs/<key>`` (the key hashes the dataset,
 simulation options, sessions and seed), so a repeated simulation is reused.
@@ -42,18 +46,24 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from click_models.logs import atomic_write_json, atomic_write_text
-from simulators.simulation import SimulationConfig, Simulator
+from typing import Callable
 
+from click_models.logs import atomic_write_json, atomic_write_text
+from simulators.simulation import SimulationConfig, Simulator, simulation_config
+
+from .estimators import ESTIMATORS, estimate
 from .learners import LEARNERS
 from .metrics import parse_metric
-from .propensity import ESTIMATORS, estimate, true_examination
-from .training import TrainConfig, train
+from .options import OptionError
+from .plots import plot_results
+from .propensity import true_examination
+from .training import TrainConfig, train, train_config, unused_reason
 
 TOP_LEVEL = {"name", "data", "sessions", "seeds", "learners", "estimators", "metrics", "simulation", "training",
              "normalize"}
 LIST_NATIVE = {"seeds", "learners", "estimators", "metrics"}
 LIST_FIELDS = {"policies", "examination", "hidden", "tau", "trust_eps_pos", "trust_eps_neg", "continuation"}
+PROPENSITY_HINT = 'set propensities = "oracle" (the simulation\'s truth), an estimator name or a file' 
 
 DEFAULT_CONFIG = {
     "name": "default",
@@ -64,7 +74,7 @@ DEFAULT_CONFIG = {
     "estimators": [],
     "metrics": ["ndcg@10", "ndcg@5", "ndcg@1", "err@10"],
     "simulation": {"click_model": "pbm", "eta": 1.0},
-    "training": {"ranker": "mlp", "hidden": [64, 32], "epochs": 1, "eval_every": 200,
+    "training": {"ranker": "mlp", "hidden": [64, 32], "epochs": 1, "eval_every": 200, "propensities": "oracle",
                  # DLA with ULTRA's optimiser settings; its propensity model learns 20x faster than the ranker
                  # (so the position effect is explained before the ranker memorises it) and needs the whole pass
                  "dla": {"optimizer": "adagrad", "learning_rate": 0.05, "bias_learning_rate": 1.0,
@@ -125,44 +135,61 @@ def resolve(config: dict, point: dict) -> dict:
     return out
 
 
+def _with_section(error: Exception, where: str) -> str:
+    text = str(error)
+    return text if text.startswith(f"{where}.") else f"{where}: {text}"
+
+
 def _simulation_config(section: dict, where: str = "simulation") -> SimulationConfig:
-    fields = {f.name for f in dataclasses.fields(SimulationConfig)}
-    values = {}
-    for key, value in section.items():
-        name = {"policy": "policies"}.get(key, key)
-        if name not in fields:
-            raise ConfigError(f"{where}.{key}: unknown key; known: {', '.join(sorted(fields))}")
-        if name == "click_model" and isinstance(value, str):
-            value = value.replace("-", "_")
-        values[name] = tuple(value) if name in ("policies", "tau") and isinstance(value, list) else value
     try:
-        config = SimulationConfig(**values)
-        config.validate()
-        config.rank_parameters()
-    except (TypeError, ValueError) as error:
-        raise ConfigError(f"{where}: {error}") from None
-    return config
+        return simulation_config(section, name=lambda key: f"{where}.{key}")
+    except ValueError as error:
+        raise ConfigError(_with_section(error, where)) from None
 
 
 def _train_config(section: dict, learner: str, seed: int, where: str = "training") -> TrainConfig:
-    fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"learner", "seed"}
-    values = {}
-    overrides = section.get(learner, {}) if isinstance(section.get(learner), dict) else {}
-    for key, value in [*section.items(), *overrides.items()]:
-        if key in LEARNERS and isinstance(value, dict):  # per-learner options: [training.dla]
-            for sub in value:
-                if sub not in fields:
-                    raise ConfigError(f"{where}.{key}.{sub}: unknown key; known: {', '.join(sorted(fields))}")
-            continue
-        if key not in fields:
-            raise ConfigError(f"{where}.{key}: unknown key; known: {', '.join(sorted(fields))}")
-        values[key] = tuple(value) if key == "hidden" else value
+    """The TrainConfig of one learner: ``[training]`` keys it uses, then its own ``[training.<learner>]``."""
+    shared = {k: v for k, v in section.items() if not isinstance(v, dict)}
+    for key, value in section.items():
+        if isinstance(value, dict) and key not in LEARNERS:
+            raise ConfigError(f"{where}.{key}: unknown key (a table must be named after a learner)")
+    own_name = LEARNERS.canonical(learner)
+    own = next((v for k, v in section.items() if isinstance(v, dict) and LEARNERS.canonical(k) == own_name), {})
+    names = {**{k: f"{where}.{k}" for k in shared}, **{k: f"{where}.{learner}.{k}" for k in own}}
+    values = {**shared, **own, "learner": learner, "seed": seed}
     try:
-        config = TrainConfig(learner=learner, seed=seed, **values)
-        config.validate()
-    except (TypeError, ValueError) as error:
-        raise ConfigError(f"{where}: {error}") from None
+        config = train_config(values, name=lambda key: names.get(key, f"{where}.{key}"), strict=False)
+        for key in own:
+            reason = unused_reason(key, config)
+            if reason is not None:
+                raise OptionError(f"{names[key]}: {reason}")
+    except (OptionError, ValueError) as error:
+        text = str(error)
+        if " needs examination" in text:  # say it in the config's words
+            text = f"{where}.propensities: " + text.split(": give")[0] + \
+                f": {PROPENSITY_HINT} in [{where}] or [{where}.{learner}]"
+        raise ConfigError(_with_section(text, where)) from None
     return config
+
+
+def _check_shared_training_keys(section: dict, learners: list[str], where: str = "training") -> None:
+    """A ``[training]`` key that none of the learners uses is an error (it would be silently ignored)."""
+    from .training import learner_option_fields
+
+    context = {k: section[k] for k in ("ranker", "optimizer") if isinstance(section.get(k), str)}
+    try:
+        configs = [TrainConfig(learner=LEARNERS.canonical(learner), **context) for learner in learners]
+        reasons_of = {key: [unused_reason(key, c) for c in configs] for key in section}
+    except (KeyError, ValueError):
+        return  # an unknown learner, ranker or optimiser is reported with its own message
+    known = {f.name for f in dataclasses.fields(TrainConfig)} | set(learner_option_fields())
+    for key, value in section.items():
+        if isinstance(value, dict) or key in ("learner", "seed") or key not in known:
+            continue
+        reasons = reasons_of[key]
+        if configs and all(reasons):
+            detail = "; ".join(f"{c.learner}: {r}" for c, r in zip(configs, reasons))
+            raise ConfigError(f"{where}.{key}: none of the learners uses it ({detail})")
 
 
 def validate(config: dict) -> list[dict]:
@@ -178,7 +205,10 @@ def validate(config: dict) -> list[dict]:
         if key in config and not isinstance(config[key], list):
             raise ConfigError(f"{key}: must be a list, got {config[key]!r}")
     config.setdefault("seeds", [0])
-    config.setdefault("learners", ["naive", "ips", "dla", "skyline"])
+    if "learners" not in config:
+        config["learners"] = ["naive", "ips", "dla", "skyline"]
+        # the default learners' IPS uses the simulation's truth (recorded in results.json's config)
+        config["training"].setdefault("propensities", "oracle")
     config.setdefault("estimators", [])
     config.setdefault("metrics", ["ndcg@10"])
     config.setdefault("sessions", 100_000)
@@ -212,6 +242,7 @@ def validate(config: dict) -> list[dict]:
             if data.lower() not in DATASETS:
                 raise ConfigError(f"data: {data} does not exist")
         _simulation_config(resolved["simulation"])
+        _check_shared_training_keys(resolved["training"], resolved["learners"])
         for learner in resolved["learners"]:
             _train_config(resolved["training"], learner, 0)
     return points
@@ -222,10 +253,15 @@ def _logs_key(data: str, simulation: SimulationConfig, sessions: int, seed: int)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def run_experiment(config: dict, out_root: Path = Path("runs"), progress: bool = True) -> pd.DataFrame:
-    """Run every grid point and seed; write results and plots under ``out_root/<name>``."""
+def run_experiment(config: dict, out_root: Path = Path("runs"), progress: bool = True,
+                   log: Callable[[str], None] | None = None) -> pd.DataFrame:
+    """Run every grid point and seed; write results and plots under ``out_root/<name>``.
+
+    ``log`` receives one line per step (the command line prints them).
+    """
     from simulators.datasets import load_dataset
 
+    say = log or (lambda line: None)
     points = validate(config)
     name = str(config.get("name", "experiment"))
     out = out_root / name
@@ -247,10 +283,10 @@ def run_experiment(config: dict, out_root: Path = Path("runs"), progress: bool =
             label = ", ".join(f"{k}={v}" for k, v in point.items()) or "default"
             logs = out / "logs" / _logs_key(data, simulation, resolved["sessions"], seed)
             if not (logs / "simulation.json").exists():
-                print(f"[{done}/{total}] {label}, seed {seed}: simulating {resolved['sessions']:,} sessions", flush=True)
+                say(f"[{done}/{total}] {label}, seed {seed}: simulating {resolved['sessions']:,} sessions")
                 Simulator(dataset, simulation, seed=seed).run(logs, resolved["sessions"], progress=False)
             else:
-                print(f"[{done}/{total}] {label}, seed {seed}: reusing cached logs {logs.name}", flush=True)
+                say(f"[{done}/{total}] {label}, seed {seed}: reusing cached logs {logs.name}")
             truth = true_examination(logs)
             if truth is not None and not truths:
                 truths.append(truth.tolist())
@@ -259,7 +295,7 @@ def run_experiment(config: dict, out_root: Path = Path("runs"), progress: bool =
                 error = float(np.nanmax(np.abs(result.examination - truth))) if truth is not None else None
                 propensities.append({**point, "seed": seed, "estimator": estimator,
                                      "examination": result.examination.tolist(), "max_abs_error": error})
-                print(f"    {estimator:>12}: max error {error:.4f}" if error is not None else f"    {estimator}")
+                say(f"    {estimator:>12}: max error {error:.4f}" if error is not None else f"    {estimator}")
             for learner in resolved["learners"]:
                 train_config = _train_config(resolved["training"], learner, seed)
                 result = train(logs, dataset, train_config, progress=False)
@@ -270,10 +306,12 @@ def run_experiment(config: dict, out_root: Path = Path("runs"), progress: bool =
                     error = float(np.max(np.abs(np.array(result.propensities) - truth))) if truth is not None else None
                     propensities.append({**point, "seed": seed, "estimator": learner,
                                          "examination": result.propensities, "max_abs_error": error})
-                print(f"    {learner:>14}: " + ", ".join(f"{m} {row[m]:.4f}" for m in resolved["metrics"]
-                                                        if row[m] is not None), flush=True)
+                say(f"    {learner:>14}: " + ", ".join(f"{m} {row[m]:.4f}" for m in resolved["metrics"]
+                                                    if row[m] is not None))
     frame = pd.DataFrame(rows)
-    write_results(out, frame, propensities, config, points, time.perf_counter() - started, truths)
+    table = write_results(out, frame, propensities, config, points, time.perf_counter() - started, truths)
+    say(table)
+    say(f"wrote {out}/results.csv, results.json, results.md and plots")
     return frame
 
 
@@ -299,7 +337,7 @@ def _summary_table(frame: pd.DataFrame, metrics: list[str], group: list[str]) ->
 
 
 def write_results(out: Path, frame: pd.DataFrame, propensities: list[dict], config: dict, points: list[dict],
-                  seconds: float, truths: list | None = None) -> None:
+                  seconds: float, truths: list | None = None) -> str:
     metrics = list(config["metrics"])
     axes = list(points[0].keys())
     atomic_write_text(frame.to_csv(index=False), out / "results.csv")
@@ -315,45 +353,6 @@ def write_results(out: Path, frame: pd.DataFrame, propensities: list[dict], conf
                                 axes + ["estimator"]), ""]
     atomic_write_text("\n".join(text), out / "results.md")
     plot_results(out, frame, propensities, metrics[0], axes, truths[0] if truths else None)
-    print(table)
-    print(f"wrote {out}/results.csv, results.json, results.md and plots")
+    return table
 
 
-def plot_results(out: Path, frame: pd.DataFrame, propensities: list[dict], metric: str, axes: list[str],
-                 truth: list | None = None) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    sns.set_theme(style="whitegrid")
-    fig, ax = plt.subplots(figsize=(7, 4))
-    hue = axes[0] if axes else None
-    sns.barplot(data=frame, x="learner", y=metric, hue=hue, errorbar="sd", ax=ax)
-    ax.set(ylabel=f"test {metric}", title=f"{metric} per learner (spread over seeds)")
-    low = frame[metric].min()
-    ax.set_ylim(max(0.0, low - 0.1), None)
-    fig.tight_layout()
-    fig.savefig(out / f"{metric.replace('@', '_at_')}_per_learner.png", dpi=120)
-    plt.close(fig)
-    if "sessions" in axes:
-        fig, ax = plt.subplots(figsize=(7, 4))
-        sns.lineplot(data=frame, x="sessions", y=metric, hue="learner", marker="o", errorbar="sd", ax=ax)
-        ax.set(xscale="log", ylabel=f"test {metric}", title=f"{metric} against the number of sessions")
-        fig.tight_layout()
-        fig.savefig(out / f"{metric.replace('@', '_at_')}_vs_sessions.png", dpi=120)
-        plt.close(fig)
-    if propensities:
-        rows = []
-        for entry in propensities:
-            for rank, value in enumerate(entry["examination"], start=1):
-                rows.append({"rank": rank, "examination": value, "curve": entry["estimator"]})
-        truth_rows = [{"rank": r, "examination": v, "curve": "true"} for r, v in enumerate(truth or [], start=1)]
-        frame_p = pd.DataFrame(rows + truth_rows)
-        fig, ax = plt.subplots(figsize=(7, 4))
-        sns.lineplot(data=frame_p, x="rank", y="examination", hue="curve", marker="o", errorbar="sd", ax=ax)
-        ax.set(ylabel="examination (normalised at rank 1)", title="estimated propensities")
-        fig.tight_layout()
-        fig.savefig(out / "propensities.png", dpi=120)
-        plt.close(fig)

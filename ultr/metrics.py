@@ -21,6 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 import rax
 
+from click_models.registry import Registry
+
 
 def _where(labels, where):
     return jnp.ones(labels.shape, bool) if where is None else where
@@ -77,21 +79,19 @@ def average_relevant_position(scores, labels, *, where=None, topn=None):
     return jnp.where(count > 0, jnp.sum(jnp.where(relevant, ranks, 0), axis=-1) / jnp.maximum(count, 1), 0.0)
 
 
-METRICS = {
-    "ndcg": ndcg,
-    "dcg": dcg,
-    "err": err,
-    "mrr": mrr,
-    "precision": precision,
-    "arp": average_relevant_position,
-}
+METRICS: Registry = Registry("metric")
+for _name, _fn in (("ndcg", ndcg), ("dcg", dcg), ("err", err), ("mrr", mrr), ("precision", precision),
+                   ("arp", average_relevant_position)):
+    METRICS.add(_name, _fn)
 
 
 def parse_metric(name: str):
     """``"ndcg@10"`` -> (function, 10); ``"arp"`` -> (function, None)."""
-    base, _, cutoff = name.partition("@")
+    base, _, cutoff = str(name).partition("@")
     if base not in METRICS:
         raise ValueError(f"unknown metric {name!r}; choose from {', '.join(METRICS)} (with @k)")
+    if cutoff and (not cutoff.isdigit() or int(cutoff) < 1):
+        raise ValueError(f"metric {name!r}: the cutoff after @ must be a positive integer")
     return METRICS[base], (int(cutoff) if cutoff else None)
 
 

@@ -10,9 +10,17 @@ from typing import Sequence
 import jax
 from flax import nnx
 
+from click_models.registry import Registry
 
+RANKERS: Registry[type[nnx.Module]] = Registry("ranker")
+
+
+@RANKERS.register("linear")
 class LinearRanker(nnx.Module):
-    """``score = w . x + b``."""
+    """Linear scores ``w . x + b`` (weights start at zero)."""
+
+    #: options of TrainConfig it uses
+    options: tuple[str, ...] = ()
 
     def __init__(self, num_features: int, *, rngs: nnx.Rngs):
         self.linear = nnx.Linear(num_features, 1, kernel_init=nnx.initializers.zeros_init(), rngs=rngs)
@@ -21,8 +29,11 @@ class LinearRanker(nnx.Module):
         return self.linear(features)[..., 0]
 
 
+@RANKERS.register("mlp")
 class MLPRanker(nnx.Module):
     """Multi-layer perceptron with ELU activations and optional dropout."""
+
+    options: tuple[str, ...] = ("hidden", "dropout")
 
     def __init__(self, num_features: int, hidden: Sequence[int] = (512, 256, 128), dropout: float = 0.0, *,
                  rngs: nnx.Rngs):
@@ -40,13 +51,9 @@ class MLPRanker(nnx.Module):
         return self.out(x)[..., 0]
 
 
-def make_ranker(kind: str, num_features: int, hidden: Sequence[int] = (512, 256, 128), dropout: float = 0.0,
+def make_ranker(kind, num_features: int, hidden: Sequence[int] = (512, 256, 128), dropout: float = 0.0,
                 seed: int = 0) -> nnx.Module:
-    """``kind``: ``linear`` or ``mlp``."""
-    rngs = nnx.Rngs(seed)
-    if kind == "linear":
-        return LinearRanker(num_features, rngs=rngs)
-    if kind == "mlp":
-        return MLPRanker(num_features, hidden, dropout, rngs=rngs)
-    raise ValueError(f"unknown ranker {kind!r}; choose linear or mlp")
-
+    """A ranker of :data:`RANKERS` (class or name) for ``num_features`` features."""
+    cls = RANKERS.resolve(kind) if not isinstance(kind, str) else RANKERS.lookup(kind, "ranker")
+    options = {"hidden": tuple(hidden), "dropout": dropout}
+    return cls(num_features, **{k: options[k] for k in cls.options}, rngs=nnx.Rngs(seed))

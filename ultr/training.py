@@ -1,13 +1,19 @@
-"""Training counterfactual learners on click logs and evaluating them on relevance labels."""
+"""Training counterfactual learners on click logs and evaluating them on relevance labels.
+
+The core, :func:`train_learner`, takes objects: a learner, an optax optimiser and
+a source of batches. :func:`train` builds them from a :class:`TrainConfig`
+(what ``ultr train`` and ``ultr run`` give) for a click log and a dataset, and
+:func:`train_config` turns user-given option values (flags or TOML keys) into a
+config, with an error for every option the chosen learner does not use.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Iterable, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -17,116 +23,195 @@ from flax import nnx
 
 from click_models.logs import atomic_write_json, atomic_write_text, click_log_files, infer_list_size
 from simulators.datasets import Dataset, RankingData
+from simulators.metadata import LogMetadata
 
-from . import learners as L
-from .data import FeatureStore, LabelBatch, click_batches, label_batches, read_propensity_file, to_device
+from .data import FeatureStore, LabelBatch, click_batches, label_batches, to_device
+from .learners import LEARNERS, Learner, LoggingPolicy, Need
+from .losses import LOSSES
 from .metrics import evaluate_rankings, parse_metric
-from .rankers import make_ranker
+from .optimizers import OPTIMIZERS
+from .options import OptionError, check_all, coerce, fraction, non_negative, option, positive
+from .propensities import Propensities, resolve_propensities
+from .rankers import RANKERS, make_ranker
 
-OPTIMIZERS = {
-    "adamw": lambda c: optax.adamw(c.learning_rate, weight_decay=c.weight_decay),
-    "adam": lambda c: optax.adam(c.learning_rate),
-    "adagrad": lambda c: optax.adagrad(c.learning_rate),
-    "sgd": lambda c: optax.sgd(c.learning_rate),
-}
 TEST_METRICS = ("ndcg@1", "ndcg@3", "ndcg@5", "ndcg@10", "err@10", "mrr@10")
-DEFAULT_LOSS = {"naive": "softmax", "ips": "softmax", "dla": "softmax", "rem": "sigmoid", "two-tower": "sigmoid",
-                "paird": "pairwise", "affine": "softmax", "skyline": "softmax"}
+
+
+def _metric_ok(name: str) -> bool:
+    try:
+        parse_metric(name)
+    except ValueError:
+        return False
+    return True
 
 
 @dataclasses.dataclass
 class TrainConfig:
-    """Options of ``ultr train`` (see ``docs/learners.md``)."""
+    """Options of ``ultr train`` and of ``[training]`` in ``ultr run`` configs (see ``docs/learners.md``).
 
-    learner: str = "dla"
-    ranker: str = "mlp"
-    hidden: tuple[int, ...] = (512, 256, 128)
-    dropout: float = 0.0
-    loss: str | None = None
-    batch_size: int = 256
-    learning_rate: float = 1e-3
-    bias_learning_rate: float | None = None
-    weight_decay: float = 1e-4
-    optimizer: str = "adamw"
-    epochs: int = 1
-    max_steps: int | None = None
-    eval_every: int = 250
-    patience: int = 8
-    seed: int = 0
-    propensities: str | None = None
-    clip: float = 0.01
-    max_weight: float = 100.0
-    two_tower: str = "product"
-    metric: str = "ndcg@10"
-    chunk_size: int = 131_072
+    The learner's own hyperparameters (its ``Options``) go in ``learner_options``.
+    """
 
-    def validate(self):
-        if self.learner not in L.LEARNERS:
-            raise ValueError(f"unknown learner {self.learner!r}; choose from {', '.join(L.LEARNERS)}")
-        if self.loss is not None and self.loss not in L.LOSSES:
-            raise ValueError(f"unknown loss {self.loss!r}; choose from {', '.join(L.LOSSES)}")
-        parse_metric(self.metric)
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {self.optimizer!r}; choose from {', '.join(OPTIMIZERS)}")
-        if self.bias_learning_rate is not None and not self.bias_learning_rate > 0:
-            raise ValueError(f"bias_learning_rate must be positive, got {self.bias_learning_rate}")
-        for name in ("batch_size", "epochs", "eval_every", "patience"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be positive")
+    learner: str = option("dla", "the counterfactual learner", choices=lambda: LEARNERS)
+    ranker: str = option("mlp", "the ranker", choices=lambda: RANKERS)
+    hidden: tuple[int, ...] = option((512, 256, 128), "MLP layer sizes (comma-separated)", check=positive,
+                                     requirement="positive integers")
+    dropout: float = option(0.0, "MLP dropout rate", check=fraction, requirement="in [0, 1)")
+    loss: str | None = option(None, "ranking loss (default: the learner's)", choices=lambda: LOSSES)
+    batch_size: int = option(256, "sessions per training step", check=positive, requirement="positive")
+    learning_rate: float = option(1e-3, "learning rate of the ranker", check=non_negative,
+                                  requirement="non-negative")
+    bias_learning_rate: float | None = option(None, "learning rate of the bias model (dla propensities, two-tower "
+                                              "bias; default: --learning-rate)", check=positive,
+                                              requirement="positive")
+    weight_decay: float = option(1e-4, "AdamW weight decay", check=non_negative, requirement="non-negative")
+    optimizer: str = option("adamw", "optimiser", choices=lambda: OPTIMIZERS)
+    epochs: int = option(1, "passes over the click log", check=positive, requirement="positive")
+    max_steps: int | None = option(None, "stop after this many steps", check=positive, requirement="positive")
+    eval_every: int = option(250, "validation every N steps", check=positive, requirement="positive")
+    patience: int = option(8, "evaluations without improvement before early stopping", check=positive,
+                           requirement="positive")
+    seed: int = option(0, "random seed (ranker initialisation, batch order)", check=non_negative,
+                       requirement="non-negative")
+    propensities: str | None = option(None, "where IPS-style learners get propensities: oracle (the simulated "
+                                      "log's truth), an estimator name, or a propensity JSON FILE")
+    metric: str = option("ndcg@10", "validation metric for early stopping", check=_metric_ok,
+                         requirement="a metric such as ndcg@10")
+    chunk_size: int = option(131_072, "sessions read from the log at a time", check=positive,
+                             requirement="positive")
+    learner_options: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def learner_class(self) -> type[Learner]:
+        return LEARNERS.lookup(self.learner, "learner")
+
+    def validate(self) -> None:
+        """Check every option and the fit between them and the learner (no silent fallback)."""
+        cls = LEARNERS[self.learner]
+        self.learner = cls.name
+        self.ranker = RANKERS.canonical(self.ranker)
+        self.optimizer = OPTIMIZERS.canonical(self.optimizer)
+        try:
+            check_all(self)
+        except OptionError as error:
+            raise ValueError(str(error)) from None
+        if self.loss is not None:
+            self.loss = LOSSES.canonical(self.loss)
+            cls.check_loss(self.loss)
+        if self.bias_learning_rate is not None and not cls.has_bias_model:
+            raise ValueError(f"bias_learning_rate: the {cls.name} learner has no bias model "
+                             f"(used by {', '.join(_users(lambda c: c.has_bias_model))})")
+        if cls.takes_propensities() and self.propensities is None:
+            need = Need.TRUST_BIAS if Need.TRUST_BIAS in cls.needs else Need.PROPENSITIES
+            raise ValueError(f"the {cls.name} learner needs {need.what}: give {need.supplied_by}")
+        if self.propensities is not None and not cls.takes_propensities():
+            raise ValueError(f"propensities: the {cls.name} learner does not use propensities "
+                             f"(used by {', '.join(_users(lambda c: c.takes_propensities()))})")
+        cls.make_options(self.learner_options)
+
+    def to_json(self) -> dict:
+        out = dataclasses.asdict(self)
+        out["hidden"] = list(self.hidden)
+        return out
 
 
-@dataclasses.dataclass
-class TrainResult:
-    learner: str
-    validation: dict
-    test: dict
-    propensities: list[float] | None
-    history: list[dict]
-    steps: int
-    seconds: float
-    test_scores: np.ndarray | None = None
-    test_lists: LabelBatch | None = None  # the test queries the scores belong to
+def _users(predicate) -> list[str]:
+    return [name for name, cls in LEARNERS.items() if predicate(cls)] or ["none"]
 
 
-def simulation_metadata(logs) -> dict | None:
-    path = Path(logs)
-    candidates = [path / "simulation.json"] if path.is_dir() else [path.parent / "simulation.json"]
-    for candidate in candidates:
-        if candidate.exists():
-            return json.loads(candidate.read_text())
+# ---------------------------------------------------------------------- options -> config
+#: TrainConfig fields a learner that is not trained (the logging policy) uses
+UNTRAINED_FIELDS = {"learner", "seed", "metric", "chunk_size"}
+
+
+def learner_option_fields() -> dict[str, list[type[Learner]]]:
+    """Every learner hyperparameter name, with the learners that have it."""
+    users: dict[str, list[type[Learner]]] = {}
+    for cls in LEARNERS.values():
+        for name in cls.option_names():
+            users.setdefault(name, []).append(cls)
+    return users
+
+
+def unused_reason(key: str, config: TrainConfig) -> str | None:
+    """Why option ``key`` does nothing for ``config``'s learner, ranker and optimiser (None: it is used)."""
+    cls = config.learner_class
+    if not cls.trainable and key not in UNTRAINED_FIELDS:
+        return f"the {cls.name} learner is not trained"
+    if key in learner_option_fields():
+        if key in cls.option_names():
+            return None
+        return f"not an option of the {cls.name} learner (used by {', '.join(c.name for c in learner_option_fields()[key])})"
+    if key == "loss" and not cls.takes_loss():
+        return f"the {cls.name} learner has a fixed loss"
+    if key == "propensities" and not cls.takes_propensities():
+        return (f"the {cls.name} learner does not use propensities "
+                f"(used by {', '.join(_users(lambda c: c.takes_propensities()))})")
+    if key == "bias_learning_rate" and not cls.has_bias_model:
+        return f"the {cls.name} learner has no bias model (used by {', '.join(_users(lambda c: c.has_bias_model))})"
+    if key in ("hidden", "dropout") and key not in RANKERS.lookup(config.ranker, "ranker").options:
+        return f"the {config.ranker} ranker does not use it"
+    if key == "weight_decay" and not getattr(OPTIMIZERS.lookup(config.optimizer, "optimizer"), "uses_weight_decay",
+                                             False):
+        return f"the {config.optimizer} optimiser does not use it (adamw does)"
     return None
 
 
-def make_learner(config: TrainConfig, num_features: int, list_size: int, logs_metadata: dict | None,
-                 propensity_file: dict | None) -> L.Learner:
+def train_config(values: Mapping[str, Any], *, name: Callable[[str], str] = lambda key: key,
+                 strict: bool = True) -> TrainConfig:
+    """A :class:`TrainConfig` from option values a user gave (command-line strings or TOML values).
+
+    ``values`` maps TrainConfig fields and learner hyperparameters to values and
+    must hold ``learner``. With ``strict`` every given option must be used by the
+    learner (and its ranker and optimiser), else it is an error; otherwise unused
+    options are left out. ``name`` turns a key into the flag or config path that
+    error messages show.
+    """
+    fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"learner_options"}
+    learner_keys = learner_option_fields()
+    given: dict[str, Any] = {}
+    options: dict[str, Any] = {}
+    for key, value in values.items():
+        if key in fields:
+            given[key] = coerce(TrainConfig, key, value, name(key))
+        elif key in learner_keys:
+            options[key] = coerce(learner_keys[key][0].Options, key, value, name(key))
+        else:
+            known = sorted(fields | set(learner_keys))
+            raise OptionError(f"{name(key)}: unknown key; known: {', '.join(known)}")
+    if "learner" not in given:
+        raise OptionError(f"{name('learner')}: needs a value")
+    config = TrainConfig(**given)
+    config.learner_options = dict(options)
+    cls = config.learner_class
+    for key in list(given) + list(options):
+        reason = unused_reason(key, config)
+        if reason is None:
+            continue
+        if strict:
+            raise OptionError(f"{name(key)}: {reason}")
+        if key in options:
+            del config.learner_options[key]
+        else:
+            setattr(config, key, {f.name: f for f in dataclasses.fields(TrainConfig)}[key].default)
+    config.learner = cls.name
+    try:
+        config.validate()
+    except OptionError:
+        raise
+    except ValueError as error:
+        raise OptionError(str(error)) from None
+    return config
+
+
+# ---------------------------------------------------------------------- objects
+def make_learner(config: TrainConfig, num_features: int, list_size: int,
+                 propensities: Propensities | None = None) -> Learner:
+    """The learner of ``config`` with a fresh ranker, from the resolved ``propensities`` it needs."""
+    cls = config.learner_class
     ranker = make_ranker(config.ranker, num_features, config.hidden, config.dropout, seed=config.seed)
-    loss = config.loss or DEFAULT_LOSS.get(config.learner, "softmax")
-    name = config.learner
-    if name == "naive":
-        return L.Naive(ranker, list_size, loss)
-    if name == "ips":
-        return L.IPS(ranker, list_size, loss, clip=config.clip)
-    if name == "dla":
-        return L.DLA(ranker, list_size, max_weight=config.max_weight)
-    if name == "rem":
-        return L.RegressionEM(ranker, list_size)
-    if name == "two-tower":
-        return L.TwoTower(ranker, list_size, combination=config.two_tower)
-    if name == "paird":
-        return L.PairD(ranker, list_size)
-    if name == "affine":
-        source = propensity_file
-        if source is None and logs_metadata is not None:
-            source = dict(logs_metadata.get("rank_parameters", {}))
-        if source is None or "examination" not in source:
-            raise ValueError("affine needs examination (and epsilon_pos, epsilon_neg) per rank: give --propensities "
-                             "FILE, or logs simulated by ultr (simulation.json)")
-        K = list_size
-        return L.Affine(ranker, K, source["examination"], source.get("epsilon_pos", np.ones(K)),
-                        source.get("epsilon_neg", np.zeros(K)), loss)
-    if name == "skyline":
-        return L.Skyline(ranker, list_size, loss)
-    raise ValueError(name)
+    return cls.build(ranker, list_size, loss=config.loss, options=cls.make_options(config.learner_options),
+                     propensities=propensities)
 
 
 def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
@@ -136,10 +221,11 @@ def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
     A faster bias model lets DLA's propensities settle before a high-capacity ranker has learnt
     the position effect itself (which it can, when each document is always shown at one rank).
     """
-    ranker = OPTIMIZERS[config.optimizer](config)
+    build = OPTIMIZERS.lookup(config.optimizer, "optimizer")
+    ranker = build(config.learning_rate, config.weight_decay)
     if config.bias_learning_rate is None:
         return ranker
-    bias = OPTIMIZERS[config.optimizer](dataclasses.replace(config, learning_rate=config.bias_learning_rate))
+    bias = build(config.bias_learning_rate, config.weight_decay)
 
     def labels(params):
         return jax.tree_util.tree_map_with_path(
@@ -189,120 +275,181 @@ def evaluate_learner(learner, table, lists: LabelBatch, metrics=TEST_METRICS) ->
     return evaluate_scores(scores, lists, metrics), scores
 
 
-def logging_policy_scores(metadata: dict | None, store: FeatureStore) -> np.ndarray:
-    """Scores of the logs' production ranker on a split (from simulation.json)."""
-    models = (metadata or {}).get("policy_models") or []
-    linear = [m for m in models if m.get("weights") is not None]
-    if not linear:
-        raise ValueError("the logging-policy reference needs logs simulated by ultr with a production or "
-                         "plackett-luce policy (its weights are in simulation.json)")
-    model = linear[0]
-    raw = store.data.features
-    return ((raw - np.asarray(model["mean"])) / np.asarray(model["scale"])) @ np.asarray(model["weights"])
+@dataclasses.dataclass
+class TrainLog:
+    """What :func:`train_learner` did: the validation history and the number of steps."""
+
+    history: list[dict]
+    steps: int
+
+
+class NonFiniteLossError(ValueError):
+    """The training loss became NaN or infinite."""
+
+
+def train_learner(learner: Learner, optimizer: optax.GradientTransformation, batches: Callable[[int], Iterable],
+                  table: jax.Array, *, validation: Callable[[Learner], float] | None = None, epochs: int = 1,
+                  max_steps: int | None = None, eval_every: int = 250, patience: int = 8,
+                  metric: str = "validation", progress: bool = False, total: int | None = None,
+                  callback: Callable[[dict], None] | None = None, description: str = "train") -> TrainLog:
+    """Train ``learner`` in place with ``optimizer`` on ``batches(epoch)``.
+
+    Args:
+      learner: a :class:`~ultr.learners.Learner`.
+      optimizer: an optax transformation for the learner's ``nnx.Param`` leaves.
+      batches: ``epoch -> iterable`` of batches whose ``rows`` index ``table`` ``[N + 1, F]``.
+      validation: ``learner -> value`` (higher is better), run every ``eval_every`` steps; the
+        best ranker is restored at the end (bias models keep their final state) and training
+        stops after ``patience`` evaluations without improvement.
+      epochs, max_steps: passes over the batches, or a step budget (then passes repeat).
+    """
+    from tqdm import tqdm
+
+    state = nnx.Optimizer(learner, optimizer, wrt=nnx.Param)
+    history: list[dict] = []
+    best_value, best_state, stale, step = -math.inf, None, 0, 0
+    bar = tqdm(total=max_steps or total, desc=description, unit="step", disable=not progress)
+    stop = False
+    losses = []
+    try:
+        for epoch in range(epochs if max_steps is None else 10**9):
+            ran = False
+            for batch in batches(epoch):
+                ran = True
+                losses.append(_train_step(learner, state, table, to_device(batch)))
+                step += 1
+                bar.update(1)
+                if step % eval_every == 0:
+                    train_loss = float(jnp.mean(jnp.stack(losses)))
+                    losses = []
+                    if not math.isfinite(train_loss):
+                        raise NonFiniteLossError(f"the training loss became {train_loss} at step {step}; "
+                                                 "lower the learning rate or check the inputs")
+                    entry = {"step": step, "epoch": epoch, "train_loss": train_loss}
+                    if validation is not None:
+                        value = validation(learner)
+                        entry[f"validation_{metric}"] = value
+                        if value > best_value + 1e-6:
+                            best_value, stale = value, 0
+                            best_state = jax.tree.map(jnp.copy, nnx.state(learner.ranker))
+                        else:
+                            stale += 1
+                        stop = stale >= patience
+                    history.append(entry)
+                    bar.set_postfix({k: f"{v:.4f}" for k, v in entry.items() if k not in ("step", "epoch")},
+                                    refresh=False)
+                    if callback is not None:
+                        callback(entry)
+                if (max_steps is not None and step >= max_steps) or stop:
+                    stop = True
+                    break
+            if not ran:
+                raise ValueError("there is nothing to train on: the batches are empty")
+            if stop or (max_steps is None and epoch + 1 >= epochs):
+                break
+    finally:
+        bar.close()
+    if validation is not None and best_state is not None and best_value > validation(learner):
+        # early stopping selects the ranker; bias models (propensities) keep their final, most-trained state
+        nnx.update(learner.ranker, best_state)
+    return TrainLog(history, step)
+
+
+# ---------------------------------------------------------------------- logs + dataset -> result
+@dataclasses.dataclass
+class TrainResult:
+    learner: str
+    validation: dict
+    test: dict
+    propensities: list[float] | None
+    history: list[dict]
+    steps: int
+    seconds: float
+    test_scores: np.ndarray | None = None
+    test_lists: LabelBatch | None = None  # the test queries the scores belong to
+    propensity_source: dict | None = None  # where the learner's input propensities came from
+    model: Learner | None = None  # the trained learner (None for the logging policy)
+
+
+def simulation_metadata(logs) -> dict | None:
+    """``simulation.json`` of a log as a dict (None for real logs); see :class:`simulators.LogMetadata`."""
+    metadata = LogMetadata.read(logs)
+    return None if metadata is None else metadata.to_json()
+
+
+def _click_source(learner_cls, logs, store, config, list_size, propensities):
+    """``epoch -> batches`` and the steps of a pass, for the learner's data needs."""
+    if Need.CLICKS in learner_cls.needs:
+        fixed = None
+        if propensities is not None and not propensities.per_session:
+            fixed = np.asarray(propensities.examination, np.float64)
+
+        def batches(epoch):
+            return click_batches(logs, store, config.batch_size, seed=config.seed, epoch=epoch,
+                                 chunk_size=config.chunk_size, propensities=fixed, list_size=list_size)
+
+        return batches, None, config.max_steps
+    if Need.LABELS in learner_cls.needs:
+        train_lists = store.labelled_lists()
+        list_batch = max(1, config.batch_size // getattr(learner_cls, "lists_per_session_batch", 1))
+        steps_per_epoch = math.ceil(len(train_lists.rows) / list_batch)
+        max_steps = config.max_steps
+        if max_steps is None:
+            max_steps = max(steps_per_epoch * config.epochs, getattr(learner_cls, "min_steps", 0))
+
+        def batches(epoch):
+            return label_batches(train_lists, list_batch, config.seed, epoch)
+
+        return batches, steps_per_epoch, max_steps
+    raise ValueError(f"the {learner_cls.name} learner needs neither clicks nor labels: nothing to train on")
 
 
 def train(logs, dataset: Dataset, config: TrainConfig, progress: bool = True,
           callback: Callable[[dict], None] | None = None) -> TrainResult:
     """Train ``config.learner`` on click logs (features from ``dataset.train``), select the
     best model on the validation split's ``config.metric`` and evaluate it on the test split."""
-    from tqdm import tqdm
-
     config.validate()
+    cls = config.learner_class
     started = time.perf_counter()
     store = FeatureStore.fit(dataset.train)
     vali_store, test_store = store.for_split(dataset.vali), store.for_split(dataset.test)
     vali_lists, test_lists = vali_store.labelled_lists(), test_store.labelled_lists()
-    metadata = simulation_metadata(logs) if logs is not None else None
+    metadata = LogMetadata.read(logs)
 
-    if config.learner == "logging-policy":
-        test = _padded_scores(test_store, logging_policy_scores(metadata, test_store), test_lists)
-        vali = _padded_scores(vali_store, logging_policy_scores(metadata, vali_store), vali_lists)
+    if Need.CLICKS in cls.needs and logs is None:
+        raise ValueError(f"--learner {cls.name} needs --logs ({Need.CLICKS.what})")
+    if logs is not None:
+        click_log_files(logs)
+    if not cls.trainable:
+        test = _padded_scores(test_store, LoggingPolicy.policy_scores(metadata, test_store.data.features), test_lists)
+        vali = _padded_scores(vali_store, LoggingPolicy.policy_scores(metadata, vali_store.data.features), vali_lists)
         vm = evaluate_scores(vali, vali_lists, (config.metric,))
         tm = evaluate_scores(test, test_lists)
-        return TrainResult("logging-policy", vm, tm, None, [], 0, time.perf_counter() - started, test, test_lists)
+        return TrainResult(cls.name, vm, tm, None, [], 0, time.perf_counter() - started, test, test_lists)
 
-    propensity_file = read_propensity_file(config.propensities) if config.propensities else None
-    max_steps = config.max_steps
-    if config.learner == "skyline":
-        K = int(dataset.train.list_sizes.max())
-    else:
-        if logs is None:
-            raise ValueError(f"learner {config.learner} needs click logs")
-        click_log_files(logs)
-        K = infer_list_size(logs)
-    learner = make_learner(config, dataset.num_features, K, metadata, propensity_file)
-    optimizer = nnx.Optimizer(learner, make_optimizer(config), wrt=nnx.Param)
+    K = infer_list_size(logs) if Need.CLICKS in cls.needs else int(dataset.train.list_sizes.max())
+    propensities = None
+    if cls.takes_propensities():
+        propensities = resolve_propensities(config.propensities, logs, data=dataset, seed=config.seed, list_size=K)
+    learner = make_learner(config, dataset.num_features, K, propensities)
     table = jnp.asarray(store.table)
     vali_table, test_table = jnp.asarray(vali_store.table), jnp.asarray(test_store.table)
-    fixed_propensities = None
-    if propensity_file is not None and config.learner in ("ips",):
-        fixed_propensities = np.asarray(propensity_file["examination"], np.float64)
+    batches, steps_per_epoch, max_steps = _click_source(cls, logs, store, config, K, propensities)
 
-    if config.learner == "skyline":
-        train_lists = store.labelled_lists()
-        # a query list holds many more documents than a session: batches of batch_size / 8 lists
-        list_batch = max(1, config.batch_size // 8)
-        steps_per_epoch = math.ceil(len(train_lists.rows) / list_batch)
-        if max_steps is None:
-            # a few hundred queries make a handful of steps per epoch: train for as many steps as a
-            # click learner would on a million sessions, with early stopping
-            max_steps = max(steps_per_epoch * config.epochs, 4_000)
+    def validation(model):
+        return evaluate_learner(model, vali_table, vali_lists, (config.metric,))[0][config.metric]
 
-        def batches(epoch):
-            return label_batches(train_lists, list_batch, config.seed, epoch)
-    else:
-        steps_per_epoch = None
-
-        def batches(epoch):
-            return click_batches(logs, store, config.batch_size, seed=config.seed, epoch=epoch,
-                                 chunk_size=config.chunk_size, propensities=fixed_propensities, list_size=K)
-
-    history: list[dict] = []
-    best_value, best_state, stale, step = -math.inf, None, 0, 0
-    total = max_steps or (steps_per_epoch * config.epochs if steps_per_epoch else None)
-    bar = tqdm(total=total, desc=f"train {config.learner}", unit="step", disable=not progress)
-    stop = False
-    losses = []
-    try:
-        for epoch in range(config.epochs if max_steps is None else 10**9):
-            for batch in batches(epoch):
-                loss = _train_step(learner, optimizer, table, to_device(batch))
-                losses.append(loss)
-                step += 1
-                bar.update(1)
-                if step % config.eval_every == 0:
-                    value = evaluate_learner(learner, vali_table, vali_lists, (config.metric,))[0][config.metric]
-                    entry = {"step": step, "epoch": epoch, "train_loss": float(jnp.mean(jnp.stack(losses))),
-                             f"validation_{config.metric}": value}
-                    losses = []
-                    history.append(entry)
-                    bar.set_postfix({"loss": f"{entry['train_loss']:.4f}", config.metric: f"{value:.4f}"},
-                                    refresh=False)
-                    if callback is not None:
-                        callback(entry)
-                    if value > best_value + 1e-6:
-                        best_value, stale = value, 0
-                        best_state = jax.tree.map(jnp.copy, nnx.state(learner.ranker))
-                    else:
-                        stale += 1
-                    if stale >= config.patience:
-                        stop = True
-                if (max_steps is not None and step >= max_steps) or stop:
-                    stop = True
-                    break
-            if stop or (max_steps is None and epoch + 1 >= config.epochs):
-                break
-    finally:
-        bar.close()
-    final_value = evaluate_learner(learner, vali_table, vali_lists, (config.metric,))[0][config.metric]
-    if best_state is not None and best_value > final_value:
-        # early stopping selects the ranker; bias models (propensities) keep their final, most-trained state
-        nnx.update(learner.ranker, best_state)
+    total = steps_per_epoch * config.epochs if steps_per_epoch else None
+    log = train_learner(learner, make_optimizer(config), batches, table, validation=validation,
+                        epochs=config.epochs, max_steps=max_steps, eval_every=config.eval_every,
+                        patience=config.patience, metric=config.metric, progress=progress, total=total,
+                        callback=callback, description=f"train {cls.name}")
     vali_metrics, _ = evaluate_learner(learner, vali_table, vali_lists, (config.metric,))
     test_metrics, test_scores = evaluate_learner(learner, test_table, test_lists)
     props = learner.propensities()
-    return TrainResult(config.learner, vali_metrics, test_metrics, None if props is None else props.tolist(),
-                       history, step, time.perf_counter() - started, test_scores, test_lists)
+    return TrainResult(cls.name, vali_metrics, test_metrics, None if props is None else props.tolist(),
+                       log.history, log.steps, time.perf_counter() - started, test_scores, test_lists,
+                       None if propensities is None else propensities.describe(), learner)
 
 
 def _padded_scores(store: FeatureStore, values: np.ndarray, lists: LabelBatch) -> np.ndarray:
@@ -327,6 +474,21 @@ def trec_run(data: RankingData, lists: LabelBatch, scores: np.ndarray, tag: str)
     return "\n".join(run_lines) + "\n", "\n".join(qrel_lines) + "\n"
 
 
+def trec_run(data: RankingData, lists: LabelBatch, scores: np.ndarray, tag: str) -> tuple[str, str]:
+    """The test ranking as a TREC run file and the labels as a qrels file (for trec_eval)."""
+    run_lines, qrel_lines = [], []
+    for q, query_id in enumerate(data.unique_query_ids):
+        valid = lists.mask[q]
+        rows = lists.rows[q][valid]
+        s = scores[q][valid]
+        order = np.lexsort((np.arange(len(s)), -s))
+        for rank, i in enumerate(order, start=1):
+            run_lines.append(f"{query_id} Q0 {data.doc_ids[rows[i]]} {rank} {s[i]:.6f} {tag}")
+        for row in rows:
+            qrel_lines.append(f"{query_id} 0 {data.doc_ids[row]} {int(data.labels[row])}")
+    return "\n".join(run_lines) + "\n", "\n".join(qrel_lines) + "\n"
+
+
 def write_outputs(out: Path, result: TrainResult, dataset: Dataset, config: TrainConfig) -> None:
     out.mkdir(parents=True, exist_ok=True)
     metrics = {
@@ -334,9 +496,10 @@ def write_outputs(out: Path, result: TrainResult, dataset: Dataset, config: Trai
         "test": result.test,
         "validation": result.validation,
         "propensities": result.propensities,
+        "propensity_source": result.propensity_source,
         "steps": result.steps,
         "seconds": round(result.seconds, 2),
-        "config": dataclasses.asdict(config),
+        "config": config.to_json(),
         "history": result.history,
     }
     atomic_write_json(metrics, out / "metrics.json")

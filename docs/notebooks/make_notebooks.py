@@ -92,10 +92,11 @@ whatever their relevance, which misleads the naive learner."""),
 ("code", """results = []
 for learner in ["naive", "ips", "dla", "skyline"]:
     config = TrainConfig(learner=learner, ranker="mlp", hidden=(32, 16), learning_rate=0.003, epochs=1,
-                         eval_every=100, patience=5)
+                         eval_every=100, patience=5,
+                         propensities="oracle" if learner == "ips" else None)  # IPS with the true examination
     if learner == "dla":  # ULTRA's settings (Adagrad 0.05); the propensity model needs the whole pass
         config = TrainConfig(learner="dla", ranker="mlp", hidden=(32, 16), optimizer="adagrad", learning_rate=0.05,
-                             max_weight=1e9, epochs=2, eval_every=100, patience=1000)
+                             learner_options={"max_weight": 1e9}, epochs=2, eval_every=100, patience=1000)
     result = train(logs, dataset, config, progress=False)
     results.append({"learner": learner, **{k: v for k, v in result.test.items() if k != "num_queries"}})
     if result.propensities is not None:
@@ -114,7 +115,8 @@ own learning rate (here 20 times the ranker's):"""),
 examination = json.loads((logs / "simulation.json").read_text())["rank_parameters"]["examination"]
 truth = [round(e / examination[0], 2) for e in examination]
 config = TrainConfig(learner="dla", ranker="mlp", hidden=(32, 16), optimizer="adagrad", learning_rate=0.05,
-                     bias_learning_rate=1.0, max_weight=1e9, epochs=2, eval_every=100, patience=1000)
+                     bias_learning_rate=1.0, learner_options={"max_weight": 1e9}, epochs=2, eval_every=100,
+                     patience=1000)
 result = train(logs, dataset, config, progress=False)
 print("true propensities:", truth)
 print("DLA propensities: ", [round(p, 2) for p in result.propensities])

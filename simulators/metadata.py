@@ -1,0 +1,102 @@
+"""The metadata of a simulated click log: one typed object, stored once as ``simulation.json``.
+
+Written by the simulator beside the Parquet parts and read by everything that
+can use it (the oracle propensities, the logging-policy reference, the true
+examination curve). A log that was never simulated (a real log) has none, and
+:meth:`LogMetadata.read` returns ``None`` for it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+
+from click_models.logs import ClickLogError, atomic_write_json
+
+FILE_NAME = "simulation.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class LogMetadata:
+    """What defines a simulated log, as in ``simulation.json``.
+
+    Attributes:
+      config: the :class:`~simulators.simulation.SimulationConfig` as a dict.
+      seed: the simulation seed.
+      max_label: the highest relevance grade used for the attraction.
+      policies: the logging policies' names, indexed by the log's ``policy`` column.
+      policy_models: per policy ``{name, temperature, weights, mean, scale}`` (weights of linear rankers).
+      rank_parameters: the click model's rank and session parameters.
+      intervention_codes: what the ``intervention`` column means.
+      summary: sessions, timings and CTR per rank of the run (None before it finished).
+    """
+
+    config: dict
+    seed: int
+    max_label: int
+    policies: list[str]
+    policy_models: list[dict]
+    rank_parameters: dict[str, list]
+    intervention_codes: str
+    summary: dict | None = None
+
+    # ------------------------------------------------------------------ storage
+    def to_json(self) -> dict:
+        out = dataclasses.asdict(self)
+        if out["summary"] is None:
+            del out["summary"]
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict, where: str = FILE_NAME) -> "LogMetadata":
+        fields = {f.name for f in dataclasses.fields(cls)}
+        missing = {f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING} - set(data)
+        if missing:
+            raise ClickLogError(f"{where}: simulation metadata lacks {', '.join(sorted(missing))}")
+        return cls(**{k: v for k, v in data.items() if k in fields})
+
+    def write(self, directory: str | Path) -> Path:
+        return atomic_write_json(self.to_json(), Path(directory) / FILE_NAME)
+
+    @staticmethod
+    def path(logs: str | Path) -> Path:
+        logs = Path(logs)
+        return (logs if logs.is_dir() else logs.parent) / FILE_NAME
+
+    @classmethod
+    def read(cls, logs: str | Path | None) -> "LogMetadata | None":
+        """The metadata of the log at ``logs`` (a directory or one of its files); None when it has none."""
+        if logs is None:
+            return None
+        path = cls.path(logs)
+        if not path.exists():
+            return None
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as error:
+            raise ClickLogError(f"{path}: cannot read the simulation metadata: {error}") from None
+        return cls.from_json(data, str(path))
+
+    # ------------------------------------------------------------------ what readers use
+    @property
+    def click_model(self) -> str:
+        return self.config.get("click_model", "")
+
+    def true_examination(self) -> np.ndarray | None:
+        """The examination per rank normalised at rank 1, or None where it is not one curve (UBM, cascades)."""
+        exam = self.rank_parameters.get("examination")
+        if exam is None or np.ndim(exam) != 1:
+            return None
+        exam = np.asarray(exam, np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return exam / exam[0]
+
+    def linear_policy(self) -> dict | None:
+        """``{weights, mean, scale}`` of the first linear logging policy, or None."""
+        for model in self.policy_models:
+            if model.get("weights") is not None:
+                return model
+        return None

@@ -1,0 +1,48 @@
+"""The code in docs/contributing.md runs: each example registers its entry and the entry works."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _blocks(page):
+    return re.findall(r"```python\n(.*?)```", (ROOT / "docs" / page).read_text(), flags=re.S)
+
+
+def test_contributing_examples_register_working_entries(tmp_path, monkeypatch):
+    from click_models import CLICK_MODELS
+    from ultr.cli import main
+    from ultr.estimators import ESTIMATORS
+    from ultr.learners import LEARNERS
+
+    monkeypatch.chdir(tmp_path)
+    blocks = _blocks("contributing.md")
+    assert len(blocks) == 4
+    namespace: dict = {}
+    try:
+        for block in blocks:
+            exec(compile(block, "contributing.md", "exec"), namespace)
+        assert {"steep-pbm" in CLICK_MODELS, "plain-ctr" in ESTIMATORS, "capped-ips" in LEARNERS} == {True}
+        logs, data = tmp_path / "runs" / "api-logs", "synthetic:queries=50,docs=10,features=8"
+        assert main(["propensity", "--logs", str(logs), "--estimator", "plain-ctr", "--out", "p.json",
+                     "--bootstrap", "0"]) == 0
+        assert json.loads(Path("p.json").read_text())["examination"][0] == 1.0
+        assert main(["train", "--logs", str(logs), "--data", data, "--learner", "capped-ips", "--propensities",
+                     "plain-ctr", "--max-weight", "5", "--ranker", "linear", "--max-steps", "20", "--eval-every",
+                     "10", "--out", "capped"]) == 0
+        assert json.loads(Path("capped/metrics.json").read_text())["propensity_source"]["source"] == "plain-ctr"
+        assert main(["simulate", "--data", data, "--click-model", "steep-pbm", "--sessions", "2000",
+                     "--out", "steep"]) == 0
+    finally:
+        for registry, name in ((CLICK_MODELS, "steep-pbm"), (ESTIMATORS, "plain-ctr"), (LEARNERS, "capped-ips")):
+            if name in registry:
+                registry.remove(name)
+
+
+@pytest.mark.parametrize("page", ["learners.md", "propensity.md", "experiments.md", "index.md"])
+def test_docs_link_the_generated_reference(page):
+    assert "reference.md" in (ROOT / "docs" / page).read_text() or page == "propensity.md"

@@ -1,0 +1,51 @@
+"""The ``ultr`` command line: one module per command group, all thin over the library.
+
+Exit codes: 0 success; 2 bad input or usage (``ultr <command>: <what>`` on
+stderr); 1 a runtime failure (a download that failed); 130 an interrupt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import datasets, fit, propensity, run, simulate, train
+from .common import UsageError
+
+COMMANDS = (fit, simulate, train, propensity, run, datasets)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ultr", description="Unbiased learning to rank in JAX.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for command in COMMANDS:
+        command.add_parser(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from click_models.logs import ClickLogError
+    from click_models.registry import UnknownNameError
+    from simulators.letor import LetorFormatError
+    from simulators.registry import DownloadError
+    from ultr.options import OptionError
+
+    try:
+        return args.handler(args)
+    except UsageError as error:
+        print(f"ultr {args.command}: {error.message}", file=sys.stderr)
+        raise
+    except (ClickLogError, LetorFormatError, OptionError, UnknownNameError) as error:
+        print(f"ultr {args.command}: {error}", file=sys.stderr)
+        return 2
+    except DownloadError as error:
+        print(f"ultr {args.command}: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"ultr {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+__all__ = ["build_parser", "main"]

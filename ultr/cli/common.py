@@ -1,0 +1,66 @@
+"""What every ``ultr`` command shares: argument types and the user-error exception."""
+
+from __future__ import annotations
+
+import argparse
+
+
+class UsageError(SystemExit):
+    """A bad option or input found before any work: ``ultr <command>: <message>``, exit code 2.
+
+    A ``SystemExit`` like argparse's own usage errors; :func:`ultr.cli.main` prints it.
+    """
+
+    def __init__(self, message: str):
+        super().__init__(2)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value!r}") from None
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return number
+
+
+def non_negative_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {value!r}") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {value}")
+    return number
+
+
+def fraction(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1), got {value!r}") from None
+    if not 0.0 <= number < 1.0:
+        raise argparse.ArgumentTypeError(f"must lie in [0, 1), got {value}")
+    return number
+
+
+def registry_choice(registry):
+    """An argparse ``type`` that resolves a name in ``registry`` (aliases and case forgiven)."""
+
+    def parse(value: str) -> str:
+        try:
+            return registry.canonical(value)
+        except KeyError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    parse.__name__ = registry.concept
+    return parse
+
+
+def choices_text(registry) -> str:
+    return ", ".join(registry)

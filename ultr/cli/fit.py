@@ -1,0 +1,94 @@
+"""``ultr fit``: fit a click model to a click log."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from click_models import CLICK_MODELS
+from click_models.fit_log import FITTING_METHODS
+
+from .common import UsageError, fraction, positive_int, registry_choice
+
+
+def add_parser(commands) -> None:
+    fit = commands.add_parser(
+        "fit",
+        help="fit a click model to a click log",
+        description=(
+            "Fit a click model to a Parquet click log and write params.json, documents.parquet and "
+            "metrics.json. Without --logs, a built-in toy log is simulated from the chosen model "
+            "(1,000 queries x 10 documents) and fitted, so the recovered parameters can be compared "
+            "with the true ones in OUT/logs/true_params.json."
+        ),
+    )
+    fit.add_argument("--logs", type=Path, help="click log: a .parquet file or a directory of them")
+    fit.add_argument("--click-model", type=registry_choice(CLICK_MODELS), default="pbm",
+                     help=f"{', '.join(CLICK_MODELS)} (default: pbm)")
+    fit.add_argument("--method", choices=list(FITTING_METHODS), default="em",
+                     help="em (every model), counting (closed form, where the model has one) or gradient "
+                          "(optax, every model) (default: em)")
+    fit.add_argument("--out", type=Path, help="output directory (default runs/fit-MODEL)")
+    fit.add_argument("--validation-fraction", type=fraction, default=0.1,
+                     help="share of sessions held out for early stopping and metrics (default: 0.1)")
+    fit.add_argument("--batch-size", type=positive_int, default=65_536, help="sessions per batch (default: 65536)")
+    fit.add_argument("--max-iterations", type=positive_int, default=500, help="EM iterations (default: 500)")
+    fit.add_argument("--tolerance", type=float, default=1e-5,
+                     help="EM: stop when no parameter moves more (default: 1e-05)")
+    fit.add_argument("--epochs", type=positive_int, default=200, help="gradient: passes over the log (default: 200)")
+    fit.add_argument("--learning-rate", type=float, default=0.1, help="gradient: Adam learning rate (default: 0.1)")
+    fit.add_argument("--patience", type=positive_int, default=10,
+                     help="gradient: early-stopping patience (default: 10)")
+    fit.add_argument("--sessions", type=positive_int, default=200_000,
+                     help="size of the built-in toy log (default: 200000)")
+    fit.add_argument("--seed", type=int, default=0, help="default: 0")
+    fit.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from click_models.fit_log import REPORTED_PARAMETERS, fit_log
+    from click_models.fitting import counting_models, fitting_methods
+    from simulators.toy import write_toy_log
+
+    model = CLICK_MODELS[args.click_model]
+    if args.method not in fitting_methods(model):
+        names = counting_models()
+        raise UsageError(f"--method counting exists for {', '.join(names[:-1])} and {names[-1]}, not {model.name}")
+    out = args.out or Path("runs") / f"fit-{model.name}"
+    logs = args.logs
+    if logs is None:
+        print(f"no --logs given: simulating {args.sessions:,} sessions of the built-in toy log with {model.name}")
+        logs = write_toy_log(model, out / "logs", args.sessions, seed=args.seed)
+    print(f"{logs}: fitting {model.name} by {args.method}")
+    with tqdm(desc=f"fit {model.name} ({args.method})", unit="it", leave=True) as bar:
+        def progress(entry):
+            bar.update(1)
+            bar.set_postfix({k: f"{v:.5g}" for k, v in entry.items() if k not in ("iteration", "epoch")},
+                            refresh=False)
+
+        fitted = fit_log(logs, model, args.method, validation_fraction=args.validation_fraction,
+                         batch_size=args.batch_size, max_iterations=args.max_iterations, tolerance=args.tolerance,
+                         epochs=args.epochs, learning_rate=args.learning_rate, patience=args.patience,
+                         seed=args.seed, callback=progress)
+    fitted.write(out)
+    metrics, params = fitted.metrics, fitted.parameters
+    print(f"list size {fitted.list_size}, {fitted.documents_index.size:,} query-document pairs; fitted in "
+          f"{metrics['fit_seconds']:.2f}s; wrote {out}/params.json, documents.parquet, metrics.json")
+    if "perplexity" in metrics:
+        print(f"held-out log-likelihood {metrics['held_out_log_likelihood']:.4f} per session, "
+              f"perplexity {metrics['perplexity']:.4f}")
+    for name in REPORTED_PARAMETERS:
+        if params.get(name) is not None:
+            print(f"{name}: {np.round(np.asarray(params[name]), 4).tolist()}")
+    truth_file = Path(logs) / "true_params.json"
+    if args.logs is None and truth_file.exists():
+        truth = json.loads(truth_file.read_text())
+        if "examination" in truth and np.ndim(truth["examination"]) == 1:
+            exam = np.asarray(truth["examination"])
+            print(f"true examination_normalized: {np.round(exam / exam[0], 4).tolist()}")
+    return 0

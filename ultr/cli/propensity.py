@@ -1,0 +1,63 @@
+"""``ultr propensity``: examination per rank from a click log, with bootstrap intervals."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from ultr.estimators import ESTIMATORS
+
+from .common import UsageError, non_negative_int, registry_choice
+
+
+def add_parser(commands) -> None:
+    propensity = commands.add_parser(
+        "propensity",
+        help="estimate examination propensities from a click log",
+        description=(
+            "Estimate the examination probability per rank (normalised at rank 1) with bootstrap confidence "
+            "intervals and write {estimator, examination, ci_low, ci_high} as JSON; every IPS-based learner "
+            "takes the file (ultr train --propensities FILE)."
+        ),
+    )
+    propensity.add_argument("--logs", type=Path, required=True)
+    propensity.add_argument("--estimator", required=True, type=registry_choice(ESTIMATORS), metavar="ESTIMATOR",
+                            help=", ".join(ESTIMATORS))
+    propensity.add_argument("--out", type=Path, required=True, help="output JSON file")
+    propensity.add_argument("--data", help="dataset of the logs (the dla estimator trains a ranker on it)")
+    propensity.add_argument("--bootstrap", type=non_negative_int, default=200,
+                            help="bootstrap replicates (0: no intervals; default: 200)")
+    propensity.add_argument("--plot", type=Path, help="draw the estimate against the true curve to this PNG")
+    propensity.add_argument("--seed", type=int, default=0, help="default: 0")
+    propensity.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from click_models.logs import atomic_write_json
+    from ultr.estimators import MissingInterventionError, estimate
+    from ultr.plots import plot_estimate
+    from ultr.propensity import true_examination
+
+    try:
+        result = estimate(args.logs, args.estimator, data=args.data, bootstrap=args.bootstrap, seed=args.seed)
+    except MissingInterventionError as error:
+        print(f"ultr propensity: {error}", file=sys.stderr)
+        return 2
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    payload = result.to_json()
+    truth = true_examination(args.logs)
+    if truth is not None:
+        payload["true_examination"] = truth.tolist()
+        payload["max_abs_error"] = float(np.nanmax(np.abs(result.examination - truth[: len(result.examination)])))
+    atomic_write_json(payload, args.out)
+    print(f"{args.estimator}: " + " ".join(f"{x:.3f}" for x in result.examination) + f" -> {args.out}")
+    if truth is not None:
+        print("true:  " + " ".join(f"{x:.3f}" for x in truth) + f" (max abs error {payload['max_abs_error']:.4f})")
+    if args.plot is not None:
+        plot_estimate(result, truth, args.plot)
+        print(f"plot: {args.plot}")
+    return 0

@@ -1,0 +1,88 @@
+"""``ultr train``: a ranker from click logs with a counterfactual learner.
+
+The flags are generated from :class:`ultr.training.TrainConfig` and from the
+``Options`` of every registered learner: a new learner's hyperparameters
+become flags without a line here.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ultr.learners import LEARNERS
+from ultr.options import OptionError, add_arguments
+
+from .common import UsageError, registry_choice
+from .simulate import NORMALIZATIONS
+
+#: arguments of the command that are not TrainConfig options
+COMMAND_ARGUMENTS = ("logs", "data", "out", "normalize", "handler", "command")
+
+
+def add_parser(commands) -> None:
+    from ultr.training import TrainConfig, learner_option_fields
+
+    train = commands.add_parser(
+        "train",
+        help="train a ranker from click logs with a counterfactual learner",
+        description=(
+            "Train a Flax ranker on click logs joined with the features of --data (the dataset or fold "
+            "directory the logs were simulated from, which also supplies the validation and test splits). "
+            "Writes metrics.json (test nDCG@1/3/5/10, ERR@10, MRR@10), propensities.json for learners that "
+            "estimate them, and test.run / test.qrels for trec_eval. An option the chosen learner does not "
+            "use is an error."
+        ),
+    )
+    train.add_argument("--logs", type=Path, help="click log directory or file (not needed for skyline)")
+    train.add_argument("--data", required=True, help="synthetic, a LETOR file, a fold directory or a dataset name")
+    train.add_argument("--learner", required=True, type=registry_choice(LEARNERS), metavar="LEARNER",
+                       help=f"{', '.join(LEARNERS)}")
+    train.add_argument("--out", type=Path, required=True)
+    train.add_argument("--normalize", choices=NORMALIZATIONS, default="none",
+                       help="feature normalisation (default: none)")
+    seen = {"learner"}
+    add_arguments(train.add_argument_group("training"), TrainConfig, seen=seen)
+    learners = train.add_argument_group("learner options (each for the learners named)")
+    for key, users in learner_option_fields().items():
+        add_arguments(learners, users[0].Options, seen=seen,
+                      users={key: "used by " + ", ".join(cls.name for cls in users)})
+    train.set_defaults(handler=run)
+
+
+def given_options(args: argparse.Namespace) -> dict:
+    """The TrainConfig and learner options given on the command line."""
+    return {k: v for k, v in vars(args).items() if k not in COMMAND_ARGUMENTS and v is not None}
+
+
+def flag(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
+def run(args: argparse.Namespace) -> int:
+    from simulators.datasets import load_dataset
+    from ultr.training import train, train_config, write_outputs
+
+    from ultr.learners import Need
+
+    cls = LEARNERS[args.learner]
+    if args.logs is None and cls.needs & {Need.CLICKS, Need.LOGGING_POLICY}:
+        raise UsageError(f"--learner {cls.name} needs --logs")
+    try:
+        config = train_config(given_options(args), name=flag, strict=True)
+    except OptionError as error:
+        raise UsageError(str(error)) from None
+    dataset = load_dataset(args.data, normalize=None if args.normalize == "none" else args.normalize)
+    try:
+        result = train(args.logs, dataset, config)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    write_outputs(args.out, result, dataset, config)
+    test = result.test
+    print(f"{config.learner}: {result.steps} steps in {result.seconds:.1f}s; test " +
+          ", ".join(f"{k} {v:.4f}" for k, v in test.items() if k != "num_queries") +
+          f" ({test['num_queries']} queries with a relevant document)")
+    if result.propensities is not None:
+        print("propensities (normalised at rank 1): " + " ".join(f"{p:.3f}" for p in result.propensities))
+    print(f"wrote {args.out}/metrics.json, test.run, test.qrels")
+    return 0

@@ -1,0 +1,36 @@
+"""Propensity (examination) estimation, registered in :data:`ESTIMATORS`.
+
+Every estimator returns examination per rank normalised at rank 1 from the
+counts of a log (:class:`click_models.counts.ClickCounts`):
+
+* :mod:`.randomisation`: ``ctr`` (the biased baseline), ``randtopk``, ``swap``;
+* :mod:`.harvesting`: ``pivot``, ``adjacent``, ``allpairs`` (intervention harvesting);
+* :mod:`.mixture`: ``trust-bias`` (relevant and non-relevant click probabilities);
+* :mod:`.models`: ``em`` (the position-based model by EM), ``dla`` (trains a ranker).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .base import (ESTIMATORS, Estimator, MissingInterventionError, PropensityEstimate, normalise, percentiles,
+                   register_estimator)
+
+# registration, in the order of the docs' table
+from . import randomisation  # noqa: E402, F401, I001
+from . import harvesting  # noqa: E402, F401
+from . import mixture  # noqa: E402, F401
+from . import models  # noqa: E402, F401
+
+
+def estimate(logs, estimator, *, data=None, bootstrap: int = 200, seed: int = 0) -> PropensityEstimate:
+    """Run one estimator (name or instance) on the click log at ``logs``."""
+    instance = ESTIMATORS.lookup(estimator, "--estimator") if isinstance(estimator, str) else estimator
+    try:
+        return instance.estimate_log(logs, data=data, bootstrap=bootstrap, seed=seed)
+    except MissingInterventionError as error:
+        raise MissingInterventionError(f"{Path(logs)}: {error}") from None
+
+
+__all__ = ["ESTIMATORS", "Estimator", "MissingInterventionError", "PropensityEstimate", "estimate", "normalise",
+           "percentiles", "register_estimator"]

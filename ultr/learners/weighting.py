@@ -1,0 +1,89 @@
+"""Learners that correct clicks with known per-rank bias: IPS and the affine trust-bias correction."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax.numpy as jnp
+import numpy as np
+
+from ..losses import affine_loss, ips_loss
+from ..options import non_negative, option, positive
+from .base import Learner, Need, Statistic, register_learner
+
+
+@register_learner
+class IPS(Learner):
+    """Inverse propensity scoring (Wang et al., SIGIR 2016; Joachims et al., WSDM 2017).
+
+    Each click is weighted by ``1 / max(propensity, clip)``; with the softmax or
+    sigmoid loss the weighted loss is an unbiased estimate of the loss on true
+    relevance (for propensities equal to the examination probabilities).
+    See :func:`ultr.losses.ips_loss`.
+    """
+
+    name = "ips"
+    needs = frozenset({Need.CLICKS, Need.PROPENSITIES})
+    losses = ("softmax", "sigmoid")
+
+    @dataclasses.dataclass(frozen=True)
+    class Options:
+        clip: float = option(0.01, "IPS: smallest propensity (weights are at most 1 / clip)", check=non_negative,
+                             requirement="non-negative")
+
+    def __init__(self, ranker, list_size, loss=None, clip: float = 0.01):
+        if loss is not None and loss not in self.losses:
+            raise ValueError("IPS is unbiased for losses linear in the labels: use softmax or sigmoid")
+        super().__init__(ranker, list_size, loss)
+        self.clip = clip
+
+    def loss(self, features, batch):
+        return ips_loss(self.ranker(features), batch.clicks.astype(jnp.float32), batch.propensity,
+                        where=batch.mask, clip=self.clip, loss=self.loss_kind)
+
+
+@register_learner
+class Affine(Learner):
+    """Affine correction for trust bias (Vardasbi et al., SIGIR 2020).
+
+    With ``P(C=1) = alpha_k R + beta_k``, ``alpha_k = theta_k (eps+_k - eps-_k)`` and
+    ``beta_k = theta_k eps-_k``, the label ``(c - beta_k) / alpha_k`` is an unbiased
+    estimate of R; the softmax loss is linear in its labels, so it stays unbiased.
+    See :func:`ultr.losses.affine_loss`.
+    """
+
+    name = "affine"
+    needs = frozenset({Need.CLICKS, Need.TRUST_BIAS})
+    losses = ("softmax", "sigmoid")
+
+    @dataclasses.dataclass(frozen=True)
+    class Options:
+        min_alpha: float = option(0.01, "affine: smallest alpha_k (bounds the corrected labels)", check=positive,
+                                  requirement="positive")
+
+    def __init__(self, ranker, list_size, examination, epsilon_pos, epsilon_neg, loss=None,
+                 min_alpha: float = 0.01):
+        if loss is not None and loss not in self.losses:
+            raise ValueError("the affine correction needs a loss linear in the labels: softmax or sigmoid")
+        super().__init__(ranker, list_size, loss)
+        theta = np.asarray(examination, np.float64)[:list_size]
+        if len(theta) < list_size:
+            raise ValueError(f"affine: the propensities cover {len(theta)} ranks, the logs show {list_size}")
+        eps_pos = np.broadcast_to(np.asarray(epsilon_pos, np.float64), theta.shape)[:list_size]
+        eps_neg = np.broadcast_to(np.asarray(epsilon_neg, np.float64), theta.shape)[:list_size]
+        self.alpha = Statistic(jnp.asarray(np.maximum(theta * (eps_pos - eps_neg), min_alpha), jnp.float32))
+        self.beta = Statistic(jnp.asarray(theta * eps_neg, jnp.float32))
+
+    @classmethod
+    def build(cls, ranker, list_size, *, loss=None, options=None, propensities=None):
+        if propensities is None or propensities.examination is None:
+            raise ValueError(f"affine needs {Need.TRUST_BIAS.what}: give {Need.TRUST_BIAS.supplied_by}")
+        options = options if options is not None else cls.Options()
+        K = len(propensities.examination)
+        eps_pos = propensities.epsilon_pos if propensities.epsilon_pos is not None else np.ones(K)
+        eps_neg = propensities.epsilon_neg if propensities.epsilon_neg is not None else np.zeros(K)
+        return cls(ranker, list_size, propensities.examination, eps_pos, eps_neg, loss, options.min_alpha)
+
+    def loss(self, features, batch):
+        return affine_loss(self.ranker(features), batch.clicks, self.alpha[...], self.beta[...], where=batch.mask,
+                           loss=self.loss_kind)

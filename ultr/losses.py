@@ -1,0 +1,307 @@
+"""Loss functions of the counterfactual learners, in rax's calling convention.
+
+Every function takes arrays shaped ``[..., list_size]`` (scores, clicks or
+labels, propensities) with keyword-only ``where`` (bool mask of the shown or
+valid items) and ``reduce_fn`` (``jnp.mean`` by default; ``None`` returns the
+unreduced values: one per list for listwise and pairwise losses, one per item
+for pointwise ones). They are pure: no state, no randomness, and ``jit``,
+``vmap`` and ``grad`` apply as to any JAX function. The ``flax.nnx`` learners
+of :mod:`ultr.learners` are thin wrappers that feed them a ranker's scores.
+
+The ranking losses (:data:`LOSSES`, the ``--loss`` choices) are ``softmax``,
+``sigmoid``, ``pairwise`` and ``lambdarank``; ``softmax`` and ``sigmoid`` are
+linear in the labels, so inverse-propensity-weighted labels give unbiased
+estimates of the loss on true relevance (Joachims et al., WSDM 2017).
+
+>>> import jax.numpy as jnp
+>>> scores = jnp.array([[2.0, 1.0, 0.0]])
+>>> clicks = jnp.array([[0.0, 1.0, 0.0]])
+>>> round(float(softmax_loss(scores, clicks)), 4)  # -log softmax(scores)[1]
+1.4076
+>>> round(float(ips_loss(scores, clicks, jnp.array([[1.0, 0.5, 0.25]]))), 4)  # the click weighs 1 / 0.5
+2.8152
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import rax
+
+from click_models.registry import Registry
+
+Array = jax.Array
+ReduceFn = Callable[..., Array] | None
+
+LOSSES: Registry[Callable[..., Array]] = Registry("ranking loss")
+
+
+def _mask(x: Array, where: Array | None) -> Array:
+    return jnp.ones(x.shape, bool) if where is None else jnp.broadcast_to(where, x.shape)
+
+
+def _reduce_lists(per_list: Array, where: Array, reduce_fn: ReduceFn) -> Array:
+    """rax's reduction of list values: lists without a valid item are left out."""
+    return rax.utils.safe_reduce(per_list, where=jnp.any(where, axis=-1), reduce_fn=reduce_fn)
+
+
+# ---------------------------------------------------------------------- ranking losses
+@LOSSES.register("softmax")
+def softmax_loss(scores, labels, *, where=None, weights=None, reduce_fn: ReduceFn = jnp.mean):
+    """Listwise softmax cross-entropy ``-sum_i y_i log softmax(s)_i`` per list (Cao et al., ICML 2007).
+
+    Args:
+      scores, labels: ``[..., K]``; labels are multiplied by ``weights`` ``[..., K]`` when given.
+      where: bool ``[..., K]``.
+
+    Returns: ``[...]`` with ``reduce_fn=None``, else the mean over lists with a valid item.
+
+    >>> round(float(softmax_loss(jnp.array([0.0, 0.0]), jnp.array([1.0, 0.0]))), 4)  # log 2
+    0.6931
+    """
+    return rax.softmax_loss(scores, labels, where=where, weights=weights, reduce_fn=reduce_fn)
+
+
+@LOSSES.register("sigmoid")
+def sigmoid_loss(scores, labels, *, where=None, weights=None, reduce_fn: ReduceFn = jnp.mean):
+    """Pointwise ``-y log sigmoid(s) - (1 - y) log sigmoid(-s)`` with ``y = label * weight``.
+
+    Unlike ``rax.pointwise_sigmoid_loss`` the labels are not clipped to [0, 1]:
+    inverse-propensity-weighted labels exceed 1, and clipping them would bias the loss.
+
+    Returns: ``[..., K]`` with ``reduce_fn=None`` (0 where masked), else the mean over valid items.
+
+    >>> round(float(sigmoid_loss(jnp.array([0.0]), jnp.array([2.0]))), 4)  # log 2, whatever the label
+    0.6931
+    """
+    labels = labels if weights is None else labels * weights
+    where = _mask(scores, where)
+    per_item = jax.nn.relu(scores) - scores * labels + jnp.log1p(jnp.exp(-jnp.abs(scores)))
+    per_item = jnp.where(where, per_item, 0.0)
+    return rax.utils.safe_reduce(per_item, where=where, reduce_fn=reduce_fn)
+
+
+@LOSSES.register("pairwise")
+def pairwise_loss(scores, labels, *, where=None, weights=None, reduce_fn: ReduceFn = jnp.mean):
+    """Pairwise logistic loss ``sum_{y_i > y_j} log(1 + exp(s_j - s_i))`` (RankNet, Burges et al., ICML 2005).
+
+    >>> round(float(pairwise_loss(jnp.array([0.0, 0.0]), jnp.array([1.0, 0.0]))), 4)
+    0.6931
+    """
+    return rax.pairwise_logistic_loss(scores, labels, where=where, weights=weights, reduce_fn=reduce_fn)
+
+
+@LOSSES.register("lambdarank")
+def lambdarank_loss(scores, labels, *, where=None, weights=None, reduce_fn: ReduceFn = jnp.mean):
+    """Pairwise logistic loss with LambdaRank's |delta DCG| pair weights (Burges, MSR-TR-2010-82).
+
+    >>> float(lambdarank_loss(jnp.array([1.0, 0.0]), jnp.array([0.0, 0.0])))  # no preference, no loss
+    0.0
+    """
+    return rax.pairwise_logistic_loss(scores, labels, where=where, weights=weights, reduce_fn=reduce_fn,
+                                      lambdaweight_fn=_dcg_lambdaweight)
+
+
+def _dcg_lambdaweight(scores, labels, *, where=None, **kwargs):
+    """rax's DCG lambdaweights scaled by the valid items of each list (rax scales by the padded list size,
+    so padding would change the loss)."""
+    weights = rax.dcg_lambdaweight(scores, labels, where=where, **kwargs)
+    if where is None:
+        return weights
+    valid = jnp.sum(where, axis=-1, keepdims=True)  # weights are [..., K * K]: one per pair
+    return weights * valid / scores.shape[-1]
+
+
+def ranking_loss(kind, scores, labels, mask, weights=None):
+    """Mean loss of a registered ranking loss (name or function) over the lists ``[..., K]``."""
+    return LOSSES.resolve(kind)(scores, labels, where=mask, weights=weights)
+
+
+# ---------------------------------------------------------------------- counterfactual losses
+def ips_loss(scores, clicks, propensities, *, where=None, clip: float = 0.01, loss=softmax_loss,
+             reduce_fn: ReduceFn = jnp.mean):
+    """Inverse propensity scoring (Wang et al., SIGIR 2016; Joachims et al., WSDM 2017).
+
+    ``loss(scores, clicks, weights = 1 / max(propensity, clip))``: with a loss linear
+    in its labels and propensities equal to the examination probabilities, its
+    expectation over the clicks is the loss on the true relevance.
+
+    Args:
+      scores, clicks, propensities: ``[..., K]`` (examination probability per shown position).
+      clip: smallest propensity (bounds the weights at ``1 / clip``).
+      loss: a ranking loss (function or name), ``softmax`` or ``sigmoid`` for unbiasedness.
+
+    >>> s, c = jnp.array([1.0, 0.0]), jnp.array([0.0, 1.0])
+    >>> bool(ips_loss(s, c, jnp.array([1.0, 0.25])) == 4 * softmax_loss(s, c))
+    True
+    """
+    where = _mask(scores, where)
+    weights = jnp.where(where, 1.0 / jnp.maximum(propensities, clip), 0.0)
+    return LOSSES.resolve(loss)(scores, clicks, where=where, weights=weights, reduce_fn=reduce_fn)
+
+
+def dla_losses(scores, clicks, propensity_logits, *, where=None, max_weight: float = 100.0,
+               reduce_fn: ReduceFn = jnp.mean) -> tuple[Array, Array]:
+    """The two losses of the dual learning algorithm (Ai et al., SIGIR 2018).
+
+    With ``p = softmax(propensity_logits)`` over ranks and ``r = softmax(scores)`` over the shown list:
+
+    * ranker loss: softmax loss of the scores on the clicks weighted by ``min(p_1 / p_k, max_weight)``;
+    * propensity loss: softmax loss of the propensity logits on the clicks weighted by
+      ``min(r_1 / r_k, max_weight)``.
+
+    The weights carry no gradient. Returns ``(ranker_loss, propensity_loss)``.
+
+    Args:
+      scores, clicks: ``[..., K]`` in display order; propensity_logits: ``[K]``.
+
+    >>> s, c = jnp.zeros((1, 3)), jnp.array([[1.0, 0.0, 1.0]])
+    >>> ranker, propensity = dla_losses(s, c, jnp.zeros(3))  # equal propensities and scores: plain softmax losses
+    >>> bool(jnp.isclose(ranker, softmax_loss(s, c))), bool(jnp.isclose(propensity, softmax_loss(s, c)))
+    (True, True)
+    """
+    where = _mask(scores, where)
+    clicks = clicks.astype(jnp.float32)
+    log_p = jax.nn.log_softmax(propensity_logits)
+    propensity_weights = jax.lax.stop_gradient(jnp.minimum(jnp.exp(log_p[..., :1] - log_p), max_weight))
+    ranker_loss = rax.softmax_loss(scores, clicks, where=where, weights=jnp.broadcast_to(propensity_weights, clicks.shape),
+                                   reduce_fn=reduce_fn)
+    log_r = jax.nn.log_softmax(jnp.where(where, scores, -jnp.inf), axis=-1)
+    log_r = jnp.where(where, log_r, 0.0)
+    relevance_weights = jax.lax.stop_gradient(jnp.minimum(jnp.exp(log_r[..., :1] - log_r), max_weight))
+    propensity_loss = rax.softmax_loss(jnp.broadcast_to(propensity_logits, clicks.shape), clicks, where=where,
+                                       weights=jnp.where(where, relevance_weights, 0.0), reduce_fn=reduce_fn)
+    return ranker_loss, propensity_loss
+
+
+def regression_em_posteriors(scores, clicks, examination, *, where=None) -> tuple[Array, Array]:
+    """E-step of regression EM under the position-based model (Wang et al., WSDM 2018).
+
+    With ``g = sigmoid(score)`` and examination ``t`` per rank, a click means examined
+    and relevant; otherwise ``P(R=1 | C=0) = g (1 - t) / (1 - t g)`` and
+    ``P(E=1 | C=0) = t (1 - g) / (1 - t g)``. Returns ``(P(R=1 | C), P(E=1 | C))`` ``[..., K]``
+    (0 where masked).
+
+    >>> r, e = regression_em_posteriors(jnp.array([0.0]), jnp.array([False]), jnp.array([0.5]))
+    >>> round(float(r[0]), 4), round(float(e[0]), 4)  # g = t = 1/2: (1/4) / (3/4)
+    (0.3333, 0.3333)
+    """
+    where = _mask(scores, where)
+    relevance = jax.nn.sigmoid(scores)
+    not_clicked = jnp.maximum(1.0 - examination * relevance, 1e-6)
+    p_relevant = jnp.where(clicks, 1.0, relevance * (1.0 - examination) / not_clicked)
+    p_examined = jnp.where(clicks, 1.0, examination * (1.0 - relevance) / not_clicked)
+    return jnp.where(where, p_relevant, 0.0), jnp.where(where, p_examined, 0.0)
+
+
+def regression_em_loss(scores, clicks, examination, *, where=None, reduce_fn: ReduceFn = jnp.mean):
+    """Regression EM's ranker loss: sigmoid cross-entropy of the scores on ``P(R=1 | C)``
+    (:func:`regression_em_posteriors`, no gradient through the targets; Wang et al., WSDM 2018).
+
+    >>> round(float(regression_em_loss(jnp.array([0.0]), jnp.array([True]), jnp.array([0.5]))), 4)
+    0.6931
+    """
+    where = _mask(scores, where)
+    p_relevant, _ = jax.lax.stop_gradient(regression_em_posteriors(scores, clicks, examination, where=where))
+    return rax.pointwise_sigmoid_loss(scores, p_relevant, where=where, reduce_fn=reduce_fn)
+
+
+def two_tower_loss(scores, clicks, bias_logits, *, where=None, combination: str = "product",
+                   reduce_fn: ReduceFn = jnp.mean):
+    """Binary cross-entropy of clicks under a two-tower position-bias model, per item.
+
+    ``product`` (PAL, Guo et al., RecSys 2019): ``P(click) = sigmoid(b_k) sigmoid(s)``;
+    ``additive`` (Hager et al., SIGIR 2024): ``P(click) = sigmoid(s + b_k)``.
+
+    Args:
+      scores, clicks: ``[..., K]``; bias_logits: ``[K]`` (``b_k``).
+
+    Returns: ``[..., K]`` with ``reduce_fn=None`` (0 where masked), else the mean over valid items.
+
+    >>> big = jnp.array([30.0])  # P(click) -> 1 in both towers
+    >>> float(two_tower_loss(big, jnp.array([1.0]), big)) < 1e-6
+    True
+    """
+    where = _mask(scores, where)
+    clicks = clicks.astype(jnp.float32)
+    if combination == "additive":
+        return rax.pointwise_sigmoid_loss(scores + bias_logits, clicks, where=where, reduce_fn=reduce_fn)
+    if combination != "product":
+        raise ValueError(f"unknown two-tower combination {combination!r}; choose product or additive")
+    log_click = jax.nn.log_sigmoid(bias_logits) + jax.nn.log_sigmoid(scores)
+    log_no_click = jnp.log(-jnp.expm1(jnp.minimum(log_click, -1e-7)))
+    per_item = jnp.where(where, -(clicks * log_click + (1.0 - clicks) * log_no_click), 0.0)
+    return rax.utils.safe_reduce(per_item, where=where, reduce_fn=reduce_fn)
+
+
+def click_pair_losses(scores, clicks, *, where=None, lambdarank: bool = False) -> Array:
+    """Logistic loss ``log(1 + exp(s_j - s_i))`` of each (clicked i, unclicked j) pair, ``[..., K, K]``
+    (0 for other pairs); with ``lambdarank`` weighted by ``|1/log2(1 + rank_i) - 1/log2(1 + rank_j)|``."""
+    where = _mask(scores, where)
+    clicked = clicks & where
+    unclicked = ~clicks & where
+    pairs = clicked[..., :, None] & unclicked[..., None, :]
+    loss = jax.nn.softplus(-(scores[..., :, None] - scores[..., None, :]))
+    if lambdarank:
+        ranks = rax.utils.ranks(scores, where=where)
+        discount = 1.0 / jnp.log2(ranks + 1.0)
+        loss = loss * jnp.abs(discount[..., :, None] - discount[..., None, :])
+    return jnp.where(pairs, loss, 0.0)
+
+
+def pairwise_debiasing_loss(scores, clicks, t_plus, t_minus, *, where=None, lambdarank: bool = False,
+                            reduce_fn: ReduceFn = jnp.mean):
+    """Pairwise debiasing, Unbiased LambdaMART (Hu et al., WWW 2019).
+
+    ``sum_{i clicked, j not} loss(i, j) / (t+_{k_i} t-_{k_j})`` per list, with
+    :func:`click_pair_losses` and the position biases ``t_plus``, ``t_minus`` ``[K]``
+    (no gradient through them).
+
+    >>> s, c = jnp.array([0.0, 0.0]), jnp.array([True, False])
+    >>> round(float(pairwise_debiasing_loss(s, c, jnp.ones(2), jnp.array([1.0, 0.5]))), 4)  # log 2 / 0.5
+    1.3863
+    """
+    where = _mask(scores, where)
+    pair_loss = click_pair_losses(scores, clicks, where=where, lambdarank=lambdarank)
+    weights = jax.lax.stop_gradient(1.0 / (t_plus[:, None] * t_minus[None, :]))
+    per_list = jnp.sum(pair_loss * weights, axis=(-2, -1))
+    return _reduce_lists(per_list, where, reduce_fn)
+
+
+def affine_loss(scores, clicks, alpha, beta, *, where=None, loss=softmax_loss, reduce_fn: ReduceFn = jnp.mean):
+    """Affine correction for trust bias (Vardasbi et al., SIGIR 2020).
+
+    With ``P(C=1 | rank k) = alpha_k R + beta_k`` (``alpha_k = theta_k (eps+_k - eps-_k)``,
+    ``beta_k = theta_k eps-_k``) the label ``(c - beta_k) / alpha_k`` is an unbiased
+    estimate of R; a loss linear in its labels (softmax, sigmoid) stays unbiased.
+
+    Args:
+      scores, clicks: ``[..., K]``; alpha, beta: ``[K]``.
+
+    >>> s, c = jnp.array([1.0, 0.0]), jnp.array([0.0, 1.0])
+    >>> bool(jnp.isclose(affine_loss(s, c, jnp.ones(2), jnp.zeros(2)), softmax_loss(s, c)))  # no trust bias
+    True
+    """
+    where = _mask(scores, where)
+    labels = jnp.where(where, (clicks.astype(jnp.float32) - beta) / alpha, 0.0)
+    return LOSSES.resolve(loss)(scores, labels, where=where, reduce_fn=reduce_fn)
+
+
+__all__ = [
+    "LOSSES",
+    "affine_loss",
+    "click_pair_losses",
+    "dla_losses",
+    "ips_loss",
+    "lambdarank_loss",
+    "pairwise_debiasing_loss",
+    "pairwise_loss",
+    "ranking_loss",
+    "regression_em_loss",
+    "regression_em_posteriors",
+    "sigmoid_loss",
+    "softmax_loss",
+    "two_tower_loss",
+]
