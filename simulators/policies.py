@@ -100,6 +100,8 @@ class PolicyFamily:
     name: str = ""
     #: whether the policy scores features (else the padded split needs none)
     needs_features: bool = True
+    #: whether it samples a ranking per session (then documents move between ranks)
+    stochastic: bool = False
 
     @classmethod
     def build(cls, data: RankingData, padded: PaddedRanking, *, seed: int, fraction: float, temperature: float,
@@ -131,6 +133,7 @@ class Uniform(PolicyFamily):
 
     name = "uniform"
     needs_features = False
+    stochastic = True
 
     @classmethod
     def build(cls, data, padded, *, seed, fraction, temperature, oracle_noise):

@@ -107,6 +107,11 @@ class SimulationConfig:
         self.policies = tuple(POLICIES.canonical(p, "policies") for p in self.policies)
         if self.intervention is not None:
             self.intervention = INTERVENTIONS.canonical(self.intervention, "intervention")
+        if self.intervention_k is not None:
+            users = [name for name, cls in INTERVENTIONS.items() if cls.uses_k]
+            if self.intervention is None or not INTERVENTIONS[self.intervention].uses_k:
+                raise ValueError(f"intervention_k: the {self.intervention or 'absent'} intervention does not use it "
+                                 f"(used by {', '.join(users)})")
         if not 0 <= self.intervention_rate <= 1:
             raise ValueError(f"intervention_rate must lie in [0, 1], got {self.intervention_rate}")
         if self.query_sampling not in ("uniform", "powerlaw"):

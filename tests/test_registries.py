@@ -111,6 +111,12 @@ def test_every_entry_is_accepted_by_run_configs(concept):
             config["simulation"]["intervention"] = name
         elif concept == "estimator":
             config["estimators"] = [name]
+            # a simulation that gives the estimator what it needs
+            from simulators.simulation import SimulationConfig
+
+            candidates = [{}, {"intervention": "randtopk"}, {"intervention": "swap", "intervention_rate": 0.5}]
+            config["simulation"] = next(c for c in candidates
+                                        if ESTIMATORS[name].simulation_problem(SimulationConfig(**c)) is None)
         elif concept == "learner":
             config["learners"] = [name]
             if LEARNERS[name].takes_propensities():
@@ -122,6 +128,30 @@ def test_every_entry_is_accepted_by_run_configs(concept):
         elif concept == "ranker":
             config["training"]["ranker"] = name
         assert validate(config), (concept, name)
+
+
+def test_run_configs_reject_estimators_the_simulation_cannot_feed_before_any_work():
+    with pytest.raises(ConfigError, match=r"estimators\[0\]: the randtopk estimator needs RandTop-k sessions"):
+        validate({**_base_config(), "estimators": ["randtopk"]})
+    with pytest.raises(ConfigError, match=r"training.propensities \(ips\): the swap estimator needs swap sessions"):
+        validate({**_base_config(propensities="swap"), "learners": ["ips"],
+                  "simulation": {"intervention": "randtopk"}})
+    with pytest.raises(ConfigError, match="training.propensities: .*not oracle, an estimator"):
+        validate({**_base_config(propensities="oracel"), "learners": ["ips"]})
+    with pytest.raises(ConfigError, match="training.seed: set by the experiment; use the top-level 'seeds'"):
+        validate(_base_config(seed=3))
+    with pytest.raises(ConfigError, match="intervention_k: the absent intervention does not use it"):
+        validate({**_base_config(), "simulation": {"intervention_k": 3}})
+
+
+def test_options_of_one_learner_table_may_be_grids():
+    from ultr.experiment import grid, resolve
+
+    config = {**_base_config(dla={"learning_rate": [0.01, 0.1]}), "learners": ["dla"]}
+    points = validate(config)
+    assert [p["training.dla.learning_rate"] for p in points] == [0.01, 0.1]
+    assert resolve(config, points[1])["training"]["dla"]["learning_rate"] == 0.1
+    assert grid(config) == points
 
 
 def test_run_configs_reject_options_no_learner_uses():
@@ -359,3 +389,32 @@ def test_oracle_propensities_need_a_simulated_log(small_logs, tmp_path, capsys):
     # learners that need no truth train on a log without metadata
     assert main(["train", "--logs", str(real), "--data", data, "--learner", "naive", *TRAIN,
                  "--out", str(tmp_path / "naive")]) == 0
+
+
+def test_affine_needs_click_noise_and_propensity_lengths_are_checked(small_logs, tmp_path, capsys):
+    data, logs = small_logs
+    run = ["train", "--logs", str(logs), "--data", data, *TRAIN]
+    with pytest.raises(SystemExit):  # randtopk estimates examination only: no epsilon+/- for affine
+        main([*run, "--learner", "affine", "--propensities", "randtopk", "--out", str(tmp_path / "a")])
+    assert "needs epsilon_pos and epsilon_neg" in capsys.readouterr().err
+    long = tmp_path / "long.json"  # more ranks than the log shows: cut to the list size
+    long.write_text(json.dumps({"examination": [1.0] * 12, "epsilon_pos": [0.9] * 12, "epsilon_neg": [0.1] * 12}))
+    assert main([*run, "--learner", "affine", "--propensities", str(long), "--out", str(tmp_path / "b")]) == 0
+    short = tmp_path / "short.json"
+    short.write_text(json.dumps({"examination": [1.0, 0.5]}))
+    with pytest.raises(SystemExit):
+        main([*run, "--learner", "ips", "--propensities", str(short), "--out", str(tmp_path / "c")])
+    assert "examination covers 2 ranks; the logs show 10" in capsys.readouterr().err
+
+
+def test_skyline_rejects_logs_and_paird_reports_position_biases_by_name(small_logs, tmp_path, capsys):
+    data, logs = small_logs
+    with pytest.raises(SystemExit):
+        main(["train", "--logs", str(logs), "--data", data, "--learner", "skyline", *TRAIN,
+              "--out", str(tmp_path / "s")])
+    assert "--logs: the skyline learner does not use click logs" in capsys.readouterr().err
+    out = tmp_path / "paird"
+    assert main(["train", "--logs", str(logs), "--data", data, "--learner", "paird", *TRAIN, "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["propensities"] is None and len(metrics["position_biases"]) == 10
+    assert not (out / "propensities.json").exists()

@@ -114,7 +114,9 @@ def grid(config: dict) -> list[dict]:
     for key, value in config.items():
         if key in ("simulation", "training"):
             for sub, subvalue in value.items():
-                if _is_grid(sub, subvalue):
+                if isinstance(subvalue, dict):  # [training.<learner>]: its options may be grids too
+                    axes.extend((f"{key}.{sub}.{k}", v) for k, v in subvalue.items() if _is_grid(k, v))
+                elif _is_grid(sub, subvalue):
                     axes.append((f"{key}.{sub}", subvalue))
         elif _is_grid(key, value):
             axes.append((key, value))
@@ -127,11 +129,11 @@ def grid(config: dict) -> list[dict]:
 def resolve(config: dict, point: dict) -> dict:
     out = copy.deepcopy(config)
     for path, value in point.items():
-        if "." in path:
-            section, key = path.split(".", 1)
-            out[section][key] = value
-        else:
-            out[path] = value
+        *tables, key = path.split(".")
+        target = out
+        for table in tables:
+            target = target[table]
+        target[key] = value
     return out
 
 
@@ -147,8 +149,16 @@ def _simulation_config(section: dict, where: str = "simulation") -> SimulationCo
         raise ConfigError(_with_section(error, where)) from None
 
 
+#: [training] keys that the experiment sets itself, and the top-level key to use instead
+EXPERIMENT_KEYS = {"seed": "seeds", "learner": "learners"}
+
+
 def _train_config(section: dict, learner: str, seed: int, where: str = "training") -> TrainConfig:
     """The TrainConfig of one learner: ``[training]`` keys it uses, then its own ``[training.<learner>]``."""
+    for table, values in [(where, section), *((f"{where}.{k}", v) for k, v in section.items() if isinstance(v, dict))]:
+        for key, top in EXPERIMENT_KEYS.items():
+            if key in values:
+                raise ConfigError(f"{table}.{key}: set by the experiment; use the top-level {top!r}")
     shared = {k: v for k, v in section.items() if not isinstance(v, dict)}
     for key, value in section.items():
         if isinstance(value, dict) and key not in LEARNERS:
@@ -165,6 +175,9 @@ def _train_config(section: dict, learner: str, seed: int, where: str = "training
                 raise OptionError(f"{names[key]}: {reason}")
     except (OptionError, ValueError) as error:
         text = str(error)
+        field = text.split(":", 1)[0]
+        if field in {f.name for f in dataclasses.fields(TrainConfig)}:  # "propensities: ..." -> the key's path
+            text = f"{names.get(field, f'{where}.{field}')}:{text.split(':', 1)[1]}"
         if " needs examination" in text:  # say it in the config's words
             text = f"{where}.propensities: " + text.split(": give")[0] + \
                 f": {PROPENSITY_HINT} in [{where}] or [{where}.{learner}]"
@@ -176,9 +189,15 @@ def _check_shared_training_keys(section: dict, learners: list[str], where: str =
     """A ``[training]`` key that none of the learners uses is an error (it would be silently ignored)."""
     from .training import learner_option_fields
 
-    context = {k: section[k] for k in ("ranker", "optimizer") if isinstance(section.get(k), str)}
+    shared = {k: section[k] for k in ("ranker", "optimizer", "max_steps") if not isinstance(section.get(k, {}), dict)}
+
+    def context(learner):  # what decides whether a key is used: the learner's ranker, optimiser and schedule
+        own = next((v for k, v in section.items() if isinstance(v, dict) and k in LEARNERS
+                    and LEARNERS.canonical(k) == LEARNERS.canonical(learner)), {})
+        return {**shared, **{k: own[k] for k in ("ranker", "optimizer", "max_steps") if k in own}}
+
     try:
-        configs = [TrainConfig(learner=LEARNERS.canonical(learner), **context) for learner in learners]
+        configs = [TrainConfig(learner=LEARNERS.canonical(learner), **context(learner)) for learner in learners]
         reasons_of = {key: [unused_reason(key, c) for c in configs] for key in section}
     except (KeyError, ValueError):
         return  # an unknown learner, ranker or optimiser is reported with its own message
@@ -241,10 +260,18 @@ def validate(config: dict) -> list[dict]:
 
             if data.lower() not in DATASETS:
                 raise ConfigError(f"data: {data} does not exist")
-        _simulation_config(resolved["simulation"])
+        simulation = _simulation_config(resolved["simulation"])
+        for index, estimator in enumerate(resolved["estimators"]):
+            problem = ESTIMATORS[estimator].simulation_problem(simulation)
+            if problem is not None:
+                raise ConfigError(f"estimators[{index}]: {problem}")
         _check_shared_training_keys(resolved["training"], resolved["learners"])
         for learner in resolved["learners"]:
-            _train_config(resolved["training"], learner, 0)
+            train = _train_config(resolved["training"], learner, 0)
+            if train.propensities in ESTIMATORS:
+                problem = ESTIMATORS[train.propensities].simulation_problem(simulation)
+                if problem is not None:
+                    raise ConfigError(f"training.propensities ({learner}): {problem}")
     return points
 
 
@@ -302,7 +329,7 @@ def run_experiment(config: dict, out_root: Path = Path("runs"), progress: bool =
                 row = {**point, "sessions": resolved["sessions"], "seed": seed, "learner": learner}
                 row.update(_test_metrics(result, resolved["metrics"]))
                 rows.append(row)
-                if result.propensities is not None:
+                if result.propensities is not None and LEARNERS[learner].estimates == "propensities":
                     error = float(np.max(np.abs(np.array(result.propensities) - truth))) if truth is not None else None
                     propensities.append({**point, "seed": seed, "estimator": learner,
                                          "examination": result.propensities, "max_abs_error": error})

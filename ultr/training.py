@@ -104,6 +104,12 @@ class TrainConfig:
         if cls.takes_propensities() and self.propensities is None:
             need = Need.TRUST_BIAS if Need.TRUST_BIAS in cls.needs else Need.PROPENSITIES
             raise ValueError(f"the {cls.name} learner needs {need.what}: give {need.supplied_by}")
+        if self.propensities is not None and cls.takes_propensities():
+            from .propensities import check_propensity_source
+
+            problem = check_propensity_source(self.propensities)
+            if problem is not None:
+                raise ValueError(f"propensities: {problem}")
         if self.propensities is not None and not cls.takes_propensities():
             raise ValueError(f"propensities: the {cls.name} learner does not use propensities "
                              f"(used by {', '.join(_users(lambda c: c.takes_propensities()))})")
@@ -121,7 +127,7 @@ def _users(predicate) -> list[str]:
 
 # ---------------------------------------------------------------------- options -> config
 #: TrainConfig fields a learner that is not trained (the logging policy) uses
-UNTRAINED_FIELDS = {"learner", "seed", "metric", "chunk_size"}
+UNTRAINED_FIELDS = {"learner", "metric"}
 
 
 def learner_option_fields() -> dict[str, list[type[Learner]]]:
@@ -138,6 +144,8 @@ def unused_reason(key: str, config: TrainConfig) -> str | None:
     cls = config.learner_class
     if not cls.trainable and key not in UNTRAINED_FIELDS:
         return f"the {cls.name} learner is not trained"
+    if key == "epochs" and config.max_steps is not None:
+        return "--max-steps sets the length of training"
     if key in learner_option_fields():
         if key in cls.option_names():
             return None
@@ -175,15 +183,18 @@ def train_config(values: Mapping[str, Any], *, name: Callable[[str], str] = lamb
         if key in fields:
             given[key] = coerce(TrainConfig, key, value, name(key))
         elif key in learner_keys:
-            options[key] = coerce(learner_keys[key][0].Options, key, value, name(key))
+            options[key] = value  # coerced below by the chosen learner's own Options
         else:
             known = sorted(fields | set(learner_keys))
             raise OptionError(f"{name(key)}: unknown key; known: {', '.join(known)}")
     if "learner" not in given:
         raise OptionError(f"{name('learner')}: needs a value")
     config = TrainConfig(**given)
-    config.learner_options = dict(options)
     cls = config.learner_class
+    for key, value in options.items():
+        owner = cls if key in cls.option_names() else learner_keys[key][0]  # others are rejected as unused
+        options[key] = coerce(owner.Options, key, value, name(key))
+    config.learner_options = dict(options)
     for key in list(given) + list(options):
         reason = unused_reason(key, config)
         if reason is None:
@@ -430,7 +441,8 @@ def train(logs, dataset: Dataset, config: TrainConfig, progress: bool = True,
     K = infer_list_size(logs) if Need.CLICKS in cls.needs else int(dataset.train.list_sizes.max())
     propensities = None
     if cls.takes_propensities():
-        propensities = resolve_propensities(config.propensities, logs, data=dataset, seed=config.seed, list_size=K)
+        propensities = resolve_propensities(config.propensities, logs, data=dataset, seed=config.seed, list_size=K,
+                                            trust_bias=Need.TRUST_BIAS in cls.needs)
     learner = make_learner(config, dataset.num_features, K, propensities)
     table = jnp.asarray(store.table)
     vali_table, test_table = jnp.asarray(vali_store.table), jnp.asarray(test_store.table)
@@ -474,36 +486,26 @@ def trec_run(data: RankingData, lists: LabelBatch, scores: np.ndarray, tag: str)
     return "\n".join(run_lines) + "\n", "\n".join(qrel_lines) + "\n"
 
 
-def trec_run(data: RankingData, lists: LabelBatch, scores: np.ndarray, tag: str) -> tuple[str, str]:
-    """The test ranking as a TREC run file and the labels as a qrels file (for trec_eval)."""
-    run_lines, qrel_lines = [], []
-    for q, query_id in enumerate(data.unique_query_ids):
-        valid = lists.mask[q]
-        rows = lists.rows[q][valid]
-        s = scores[q][valid]
-        order = np.lexsort((np.arange(len(s)), -s))
-        for rank, i in enumerate(order, start=1):
-            run_lines.append(f"{query_id} Q0 {data.doc_ids[rows[i]]} {rank} {s[i]:.6f} {tag}")
-        for row in rows:
-            qrel_lines.append(f"{query_id} 0 {data.doc_ids[row]} {int(data.labels[row])}")
-    return "\n".join(run_lines) + "\n", "\n".join(qrel_lines) + "\n"
-
-
 def write_outputs(out: Path, result: TrainResult, dataset: Dataset, config: TrainConfig) -> None:
     out.mkdir(parents=True, exist_ok=True)
+    estimates = LEARNERS[result.learner].estimates if result.learner in LEARNERS else None
+    is_propensity = estimates == "propensities"
     metrics = {
         "learner": result.learner,
         "test": result.test,
         "validation": result.validation,
-        "propensities": result.propensities,
+        "propensities": result.propensities if is_propensity else None,
         "propensity_source": result.propensity_source,
         "steps": result.steps,
         "seconds": round(result.seconds, 2),
         "config": config.to_json(),
         "history": result.history,
     }
+    if result.propensities is not None and not is_propensity:
+        # not examination propensities (PairD's position biases): reported under their own name
+        metrics[estimates.replace(" ", "_")] = result.propensities
     atomic_write_json(metrics, out / "metrics.json")
-    if result.propensities is not None:
+    if result.propensities is not None and is_propensity:
         atomic_write_json({"estimator": result.learner, "examination": result.propensities},
                           out / "propensities.json")
     if result.test_scores is not None:

@@ -14,6 +14,16 @@ from click_models.fit_log import FITTING_METHODS
 from .common import UsageError, fraction, positive_int, registry_choice
 
 
+#: options of one fitting method: name -> (type, default, method, help)
+METHOD_OPTIONS = {
+    "max_iterations": (positive_int, 500, "em", "iterations at most"),
+    "tolerance": (float, 1e-5, "em", "stop when no parameter moves more"),
+    "epochs": (positive_int, 200, "gradient", "passes over the log"),
+    "learning_rate": (float, 0.1, "gradient", "Adam learning rate"),
+    "patience": (positive_int, 10, "gradient", "epochs without held-out improvement before stopping"),
+}
+
+
 def add_parser(commands) -> None:
     fit = commands.add_parser(
         "fit",
@@ -35,13 +45,8 @@ def add_parser(commands) -> None:
     fit.add_argument("--validation-fraction", type=fraction, default=0.1,
                      help="share of sessions held out for early stopping and metrics (default: 0.1)")
     fit.add_argument("--batch-size", type=positive_int, default=65_536, help="sessions per batch (default: 65536)")
-    fit.add_argument("--max-iterations", type=positive_int, default=500, help="EM iterations (default: 500)")
-    fit.add_argument("--tolerance", type=float, default=1e-5,
-                     help="EM: stop when no parameter moves more (default: 1e-05)")
-    fit.add_argument("--epochs", type=positive_int, default=200, help="gradient: passes over the log (default: 200)")
-    fit.add_argument("--learning-rate", type=float, default=0.1, help="gradient: Adam learning rate (default: 0.1)")
-    fit.add_argument("--patience", type=positive_int, default=10,
-                     help="gradient: early-stopping patience (default: 10)")
+    for name, (kind, default, method, text) in METHOD_OPTIONS.items():
+        fit.add_argument("--" + name.replace("_", "-"), type=kind, help=f"{method}: {text} (default: {default})")
     fit.add_argument("--sessions", type=positive_int, default=200_000,
                      help="size of the built-in toy log (default: 200000)")
     fit.add_argument("--seed", type=int, default=0, help="default: 0")
@@ -59,6 +64,12 @@ def run(args: argparse.Namespace) -> int:
     if args.method not in fitting_methods(model):
         names = counting_models()
         raise UsageError(f"--method counting exists for {', '.join(names[:-1])} and {names[-1]}, not {model.name}")
+    settings = {}
+    for name, (_, default, method, _) in METHOD_OPTIONS.items():
+        value = getattr(args, name)
+        settings[name] = default if value is None else value
+    if not settings["tolerance"] > 0 or not settings["learning_rate"] > 0:
+        raise UsageError("--tolerance and --learning-rate must be positive")
     out = args.out or Path("runs") / f"fit-{model.name}"
     logs = args.logs
     if logs is None:
@@ -72,9 +83,7 @@ def run(args: argparse.Namespace) -> int:
                             refresh=False)
 
         fitted = fit_log(logs, model, args.method, validation_fraction=args.validation_fraction,
-                         batch_size=args.batch_size, max_iterations=args.max_iterations, tolerance=args.tolerance,
-                         epochs=args.epochs, learning_rate=args.learning_rate, patience=args.patience,
-                         seed=args.seed, callback=progress)
+                         batch_size=args.batch_size, seed=args.seed, callback=progress, **settings)
     fitted.write(out)
     metrics, params = fitted.metrics, fitted.parameters
     print(f"list size {fitted.list_size}, {fitted.documents_index.size:,} query-document pairs; fitted in "

@@ -33,5 +33,9 @@ def run(args: argparse.Namespace) -> int:
         where = f"{args.config}: " if args.config is not None and not str(error).startswith(str(args.config)) else ""
         print(f"ultr run: {where}{error}", file=sys.stderr)
         return 2
-    run_experiment(config, args.out_root, log=lambda line: print(line, flush=True))
+    try:
+        run_experiment(config, args.out_root, log=lambda line: print(line, flush=True))
+    except ValueError as error:  # an input the checks before the run could not see (a log that cannot support it)
+        print(f"ultr run: {error}", file=sys.stderr)
+        return 2
     return 0

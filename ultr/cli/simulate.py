@@ -149,7 +149,10 @@ def run(args: argparse.Namespace) -> int:
     existing = sorted(out.glob("part-*.parquet")) if out.exists() else []
     if existing and not args.overwrite:
         raise UsageError(f"{out} already holds a click log ({len(existing)} files); use --overwrite or another --out")
-    dataset = load_dataset(args.data, normalize=None if args.normalize == "none" else args.normalize)
+    try:
+        dataset = load_dataset(args.data, normalize=None if args.normalize == "none" else args.normalize)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     print(f"{dataset.name}: {dataset.train.num_queries:,} training queries, {dataset.num_features} features, "
           f"grades 0-{dataset.max_label}; policy {','.join(config.policies)}; click model {config.click_model}")
     try:

@@ -45,9 +45,18 @@ def add_parser(commands) -> None:
     add_arguments(train.add_argument_group("training"), TrainConfig, seen=seen)
     learners = train.add_argument_group("learner options (each for the learners named)")
     for key, users in learner_option_fields().items():
-        add_arguments(learners, users[0].Options, seen=seen,
-                      users={key: "used by " + ", ".join(cls.name for cls in users)})
+        defaults = {cls.name: _default(cls, key) for cls in users}
+        text = "used by " + ", ".join(defaults)
+        if len(set(defaults.values())) > 1:  # the same option name, with each learner's own default
+            text += "; default " + ", ".join(f"{name} {value}" for name, value in defaults.items())
+        add_arguments(learners, users[0].Options, seen=seen, users={key: text})
     train.set_defaults(handler=run)
+
+
+def _default(cls, key: str):
+    import dataclasses
+
+    return next(f.default for f in dataclasses.fields(cls.Options) if f.name == key)
 
 
 def given_options(args: argparse.Namespace) -> dict:
@@ -66,14 +75,17 @@ def run(args: argparse.Namespace) -> int:
     from ultr.learners import Need
 
     cls = LEARNERS[args.learner]
-    if args.logs is None and cls.needs & {Need.CLICKS, Need.LOGGING_POLICY}:
+    uses_logs = bool(cls.needs & {Need.CLICKS, Need.LOGGING_POLICY})
+    if args.logs is None and uses_logs:
         raise UsageError(f"--learner {cls.name} needs --logs")
+    if args.logs is not None and not uses_logs:
+        raise UsageError(f"--logs: the {cls.name} learner does not use click logs")
     try:
         config = train_config(given_options(args), name=flag, strict=True)
     except OptionError as error:
         raise UsageError(str(error)) from None
-    dataset = load_dataset(args.data, normalize=None if args.normalize == "none" else args.normalize)
     try:
+        dataset = load_dataset(args.data, normalize=None if args.normalize == "none" else args.normalize)
         result = train(args.logs, dataset, config)
     except ValueError as error:
         raise UsageError(str(error)) from None
@@ -83,6 +95,6 @@ def run(args: argparse.Namespace) -> int:
           ", ".join(f"{k} {v:.4f}" for k, v in test.items() if k != "num_queries") +
           f" ({test['num_queries']} queries with a relevant document)")
     if result.propensities is not None:
-        print("propensities (normalised at rank 1): " + " ".join(f"{p:.3f}" for p in result.propensities))
+        print(f"{cls.estimates} (normalised at rank 1): " + " ".join(f"{p:.3f}" for p in result.propensities))
     print(f"wrote {args.out}/metrics.json, test.run, test.qrels")
     return 0

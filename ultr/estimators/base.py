@@ -59,6 +59,10 @@ class Estimator:
     def estimate(self, counts: ClickCounts, *, bootstrap: int = 200, seed: int = 0) -> PropensityEstimate:
         raise NotImplementedError
 
+    def simulation_problem(self, config) -> str | None:
+        """Why logs simulated with ``config`` (a SimulationConfig) cannot feed this estimator (None: they can)."""
+        return None
+
     def estimate_log(self, logs, *, data=None, bootstrap: int = 200, seed: int = 0) -> PropensityEstimate:
         """Read and count the log, then :meth:`estimate`."""
         counts = ClickCounts.from_log(logs, by_intervention=self.by_intervention)

@@ -13,6 +13,15 @@ import numpy as np
 
 from .base import Estimator, PropensityEstimate, percentiles, register_estimator
 
+def shows_documents_at_several_ranks(config) -> bool:
+    """Whether logs simulated with ``config`` move documents between ranks (several or stochastic
+    policies, or an intervention)."""
+    from simulators.policies import POLICIES
+
+    return (len(config.policies) > 1 or any(POLICIES[p].stochastic for p in config.policies)
+            or (config.intervention is not None and config.intervention_rate > 0))
+
+
 HARVESTING_NEEDS = ("the same documents shown at different ranks by several logging policies: simulate with "
                     "--policy production,production,... or a stochastic policy")
 
@@ -42,6 +51,9 @@ def _pair_ratios(n: np.ndarray, c: np.ndarray, doc_weights: np.ndarray | None = 
 class _Harvesting(Estimator):
     needs = HARVESTING_NEEDS
     max_bootstrap = 100
+
+    def simulation_problem(self, config):
+        return None if shows_documents_at_several_ranks(config) else f"the {self.name} estimator needs {self.needs}"
 
     @staticmethod
     def combine(ratio: np.ndarray, support: np.ndarray) -> np.ndarray:

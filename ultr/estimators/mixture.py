@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .base import Estimator, PropensityEstimate, normalise, percentiles, register_estimator
-from .harvesting import HARVESTING_NEEDS
+from .harvesting import HARVESTING_NEEDS, shows_documents_at_several_ranks
 
 
 def _trust_bias_em(n: np.ndarray, c: np.ndarray, doc_weights: np.ndarray, iterations: int = 500,
@@ -48,6 +48,9 @@ class TrustBiasMixture(Estimator):
     name = "trust-bias"
     needs = HARVESTING_NEEDS
     max_bootstrap = 30
+
+    def simulation_problem(self, config):
+        return None if shows_documents_at_several_ranks(config) else f"the {self.name} estimator needs {self.needs}"
 
     def estimate(self, counts, *, bootstrap=30, seed=0):
         n, c = counts.document_matrices()

@@ -66,6 +66,11 @@ class RandTopK(_RankCTR):
     def select(self, counts):
         return counts.intervention == 1
 
+    def simulation_problem(self, config):
+        if config.intervention != "randtopk" or config.intervention_rate == 0:
+            return f"the {self.name} estimator needs {self.needs}"
+        return None
+
     def sessions_used(self, counts):
         return counts.sessions.get(1, 0)
 
@@ -78,6 +83,11 @@ class Swap(Estimator):
     needs = ("swap sessions (intervention = k >= 2) and sessions without intervention: simulate with "
              "--intervention swap --intervention-rate below 1")
     by_intervention = True
+
+    def simulation_problem(self, config):
+        if config.intervention != "swap" or not 0 < config.intervention_rate < 1:
+            return f"the {self.name} estimator needs {self.needs}"
+        return None
 
     def estimate(self, counts, *, bootstrap=200, seed=0):
         K = counts.list_size

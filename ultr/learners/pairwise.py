@@ -27,7 +27,7 @@ class PairD(Learner):
 
     name = "paird"
     losses = ("pairwise", "lambdarank")
-    estimates = "position biases t+"
+    estimates = "position biases"
 
     @dataclasses.dataclass(frozen=True)
     class Options:

@@ -66,23 +66,23 @@ class Affine(Learner):
         if loss is not None and loss not in self.losses:
             raise ValueError("the affine correction needs a loss linear in the labels: softmax or sigmoid")
         super().__init__(ranker, list_size, loss)
-        theta = np.asarray(examination, np.float64)[:list_size]
-        if len(theta) < list_size:
-            raise ValueError(f"affine: the propensities cover {len(theta)} ranks, the logs show {list_size}")
-        eps_pos = np.broadcast_to(np.asarray(epsilon_pos, np.float64), theta.shape)[:list_size]
-        eps_neg = np.broadcast_to(np.asarray(epsilon_neg, np.float64), theta.shape)[:list_size]
+        full = np.asarray(examination, np.float64)
+        if len(full) < list_size:
+            raise ValueError(f"affine: the propensities cover {len(full)} ranks, the logs show {list_size}")
+        theta = full[:list_size]
+        eps_pos = np.broadcast_to(np.asarray(epsilon_pos, np.float64), full.shape)[:list_size]
+        eps_neg = np.broadcast_to(np.asarray(epsilon_neg, np.float64), full.shape)[:list_size]
         self.alpha = Statistic(jnp.asarray(np.maximum(theta * (eps_pos - eps_neg), min_alpha), jnp.float32))
         self.beta = Statistic(jnp.asarray(theta * eps_neg, jnp.float32))
 
     @classmethod
     def build(cls, ranker, list_size, *, loss=None, options=None, propensities=None):
-        if propensities is None or propensities.examination is None:
+        if propensities is None or propensities.examination is None or propensities.epsilon_pos is None \
+                or propensities.epsilon_neg is None:
             raise ValueError(f"affine needs {Need.TRUST_BIAS.what}: give {Need.TRUST_BIAS.supplied_by}")
         options = options if options is not None else cls.Options()
-        K = len(propensities.examination)
-        eps_pos = propensities.epsilon_pos if propensities.epsilon_pos is not None else np.ones(K)
-        eps_neg = propensities.epsilon_neg if propensities.epsilon_neg is not None else np.zeros(K)
-        return cls(ranker, list_size, propensities.examination, eps_pos, eps_neg, loss, options.min_alpha)
+        return cls(ranker, list_size, propensities.examination, propensities.epsilon_pos, propensities.epsilon_neg,
+                   loss, options.min_alpha)
 
     def loss(self, features, batch):
         return affine_loss(self.ranker(features), batch.clicks, self.alpha[...], self.beta[...], where=batch.mask,
