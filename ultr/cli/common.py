@@ -19,24 +19,21 @@ class UsageError(SystemExit):
         return self.message
 
 
-def positive_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value!r}") from None
-    if number <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return number
+def _integer(smallest: int, words: str):
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a {words} integer, got {value!r}") from None
+        if number < smallest:
+            raise argparse.ArgumentTypeError(f"must be a {words} integer, got {value}")
+        return number
+
+    return parse
 
 
-def non_negative_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {value!r}") from None
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {value}")
-    return number
+positive_int = _integer(1, "positive")
+non_negative_int = _integer(0, "non-negative")
 
 
 def fraction(value: str) -> float:

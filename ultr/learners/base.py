@@ -75,6 +75,8 @@ class Learner(nnx.Module, abc.ABC):
     Options: ClassVar[type] = NoOptions
     needs: ClassVar[frozenset[Need]] = frozenset({Need.CLICKS})
     losses: ClassVar[tuple[str, ...]] = ("softmax",)
+    #: why only those losses, for the error message
+    loss_requirement: ClassVar[str] = ""
     has_bias_model: ClassVar[bool] = False
     trainable: ClassVar[bool] = True
     #: what its propensities() returns, for reports: "propensities" (examination), or another name
@@ -97,7 +99,8 @@ class Learner(nnx.Module, abc.ABC):
         if name not in cls.losses:
             if len(cls.losses) <= 1:
                 raise ValueError(f"loss: the {cls.name} learner has a fixed loss and takes none")
-            raise ValueError(f"loss: the {cls.name} learner accepts {', '.join(cls.losses)}, not {name}")
+            why = f" ({cls.loss_requirement})" if cls.loss_requirement else ""
+            raise ValueError(f"loss: the {cls.name} learner accepts {', '.join(cls.losses)}, not {name}{why}")
         return name
 
     @classmethod

@@ -25,6 +25,7 @@ class IPS(Learner):
     name = "ips"
     needs = frozenset({Need.CLICKS, Need.PROPENSITIES})
     losses = ("softmax", "sigmoid")
+    loss_requirement = "IPS is unbiased for losses linear in the labels"
 
     @dataclasses.dataclass(frozen=True)
     class Options:
@@ -32,8 +33,6 @@ class IPS(Learner):
                              requirement="non-negative")
 
     def __init__(self, ranker, list_size, loss=None, clip: float = 0.01):
-        if loss is not None and loss not in self.losses:
-            raise ValueError("IPS is unbiased for losses linear in the labels: use softmax or sigmoid")
         super().__init__(ranker, list_size, loss)
         self.clip = clip
 
@@ -55,6 +54,7 @@ class Affine(Learner):
     name = "affine"
     needs = frozenset({Need.CLICKS, Need.TRUST_BIAS})
     losses = ("softmax", "sigmoid")
+    loss_requirement = "the affine correction is unbiased for losses linear in the labels"
 
     @dataclasses.dataclass(frozen=True)
     class Options:
@@ -63,8 +63,6 @@ class Affine(Learner):
 
     def __init__(self, ranker, list_size, examination, epsilon_pos, epsilon_neg, loss=None,
                  min_alpha: float = 0.01):
-        if loss is not None and loss not in self.losses:
-            raise ValueError("the affine correction needs a loss linear in the labels: softmax or sigmoid")
         super().__init__(ranker, list_size, loss)
         full = np.asarray(examination, np.float64)
         if len(full) < list_size:
