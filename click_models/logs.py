@@ -28,8 +28,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -161,9 +163,156 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        follow_umask(tmp)
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+def follow_umask(path: str | os.PathLike, directory: bool = False) -> None:
+    """Give a file made by ``tempfile`` (mode 0600/0700) the mode the user's umask asks for."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, (0o777 if directory else 0o666) & ~mask)
+
+
+# ---------------------------------------------------------------------- manifest, staging, locks
+MANIFEST_NAME = "manifest.json"
+SIMULATION_METADATA_NAME = "simulation.json"
+MANIFEST_FORMAT = 1
+_verified: dict[tuple, bool] = {}  # (file, size, mtime) whose checksum matched in this process
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_manifest(directory: str | os.PathLike, extra: dict | None = None) -> Path:
+    """List every Parquet part of a log directory with its rows, bytes and SHA-256, written last.
+
+    A log is complete when its manifest is there and matches its parts; readers refuse it otherwise.
+    """
+    directory = Path(directory)
+    parts = sorted(p for p in directory.rglob("*.parquet") if not p.name.startswith("."))
+    entries = []
+    for part in parts:
+        entries.append({"file": part.relative_to(directory).as_posix(), "rows": pq.ParquetFile(part).metadata.num_rows,
+                        "bytes": part.stat().st_size, "sha256": _sha256(part)})
+    manifest = {"format": MANIFEST_FORMAT, "parts": entries, "rows": sum(e["rows"] for e in entries), **(extra or {})}
+    return atomic_write_json(manifest, directory / MANIFEST_NAME)
+
+
+def verify_log_directory(directory: Path, parts: list[Path], checksums: bool = True) -> None:
+    """Raise :class:`ClickLogError` unless the manifest of ``directory`` lists exactly ``parts``, intact."""
+    path = directory / MANIFEST_NAME
+    try:
+        manifest = json.loads(path.read_text())
+        listed = {entry["file"]: entry for entry in manifest["parts"]}
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ClickLogError(f"{path}: unreadable manifest ({error})") from None
+    found = {p.relative_to(directory).as_posix(): p for p in parts}
+    stray = sorted(set(found) - set(listed))
+    if stray:
+        raise ClickLogError(f"{directory}: {', '.join(stray[:3])} not in the manifest: the directory mixes "
+                            "files of another run (remove them, or simulate again with --overwrite)")
+    missing = sorted(set(listed) - set(found))
+    if missing:
+        raise ClickLogError(f"{directory}: the manifest lists {', '.join(missing[:3])}, which is missing: "
+                            "the log is incomplete")
+    for name, entry in listed.items():
+        part = found[name]
+        stat = part.stat()
+        if stat.st_size != entry.get("bytes"):
+            raise ClickLogError(f"{part}: {stat.st_size} bytes, the manifest says {entry.get('bytes')}: "
+                                "the file was changed or truncated")
+        key = (str(part), stat.st_size, stat.st_mtime_ns)
+        if checksums and not _verified.get(key):
+            if _sha256(part) != entry.get("sha256"):
+                raise ClickLogError(f"{part}: its SHA-256 differs from the manifest: the file is corrupt or changed")
+            _verified[key] = True
+
+
+@contextlib.contextmanager
+def writer_lock(target: str | os.PathLike) -> Iterator[Path]:
+    """Hold ``.NAME.lock`` beside ``target`` while writing it: a second writer is refused, a lock left
+    by a process that died is taken over."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    lock = target.parent / f".{target.name}.lock"
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                pid = int(lock.read_text().strip() or 0)
+            except (OSError, ValueError):
+                pid = 0
+            if pid and _alive(pid):
+                raise ClickLogError(f"{target}: another ultr process (pid {pid}) is writing it; wait for it to "
+                                    f"finish (or remove {lock} if that process is gone)") from None
+            lock.unlink(missing_ok=True)  # stale: its writer died
+            continue
+        with os.fdopen(fd, "w") as handle:
+            handle.write(str(os.getpid()))
+        break
+    else:  # pragma: no cover - a race with a third process
+        raise ClickLogError(f"{target}: could not take the lock {lock}")
+    try:
+        yield lock
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def staged_directory(target: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+    """Build a log directory beside ``target`` and swap it in only when the block succeeds.
+
+    The old log (with ``overwrite``) stays whole and readable until the new one is complete; an
+    interrupted build leaves only a hidden staging directory, removed by the next build. Hold
+    :func:`writer_lock` around it.
+    """
+    target = Path(target)
+    parent = target.parent
+    for orphan in parent.glob(f".{target.name}.staging-*"):
+        pid = orphan.name.rsplit("-", 1)[-1]
+        if not (pid.isdigit() and _alive(int(pid))):
+            shutil.rmtree(orphan, ignore_errors=True)
+    if target.exists():
+        if not target.is_dir():
+            raise ClickLogError(f"{target}: exists and is not a directory")
+        content = [p for p in target.iterdir()]
+        is_log = any(p.suffix == ".parquet" or p.name in (MANIFEST_NAME, SIMULATION_METADATA_NAME) for p in content)
+        if is_log and not overwrite:
+            raise ClickLogError(f"{target} already holds a click log; use --overwrite or another --out")
+        if content and not is_log:
+            raise ClickLogError(f"{target}: the directory is not empty and holds no click log; choose another --out")
+    stage = parent / f".{target.name}.staging-{os.getpid()}"
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir()
+    try:
+        yield stage
+        old = parent / f".{target.name}.old-{os.getpid()}"
+        if target.exists():
+            os.rename(target, old)
+        os.rename(stage, target)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if stage.exists():
+            shutil.rmtree(stage, ignore_errors=True)
 
 
 def atomic_write_parquet(table: pa.Table, path: str | os.PathLike, **kwargs) -> Path:
@@ -258,6 +407,11 @@ def click_log_files(path: str | os.PathLike) -> list[Path]:
     path = Path(path)
     if path.is_dir():
         files = sorted(p for p in path.rglob("*.parquet") if not p.name.startswith("."))
+        if (path / MANIFEST_NAME).exists():
+            verify_log_directory(path, files)
+        elif (path / SIMULATION_METADATA_NAME).exists():
+            raise ClickLogError(f"{path}: a simulated log without {MANIFEST_NAME}: its simulation did not finish "
+                                "(or the log predates manifests); simulate it again with --overwrite")
         if not files:
             raise ClickLogError(f"{path}: no .parquet files in this directory")
         return files
@@ -271,11 +425,27 @@ def check_schema(schema: pa.Schema, where: str) -> None:
     for name, dtype in REQUIRED_COLUMNS.items():
         if name not in schema.names:
             raise ClickLogError(f"{where}: missing required column {name!r} (has {schema.names})")
-    for name, dtype in {**REQUIRED_COLUMNS, **OPTIONAL_COLUMNS}.items():
+    for name, dtype in REQUIRED_COLUMNS.items():
+        if schema.field(name).type != dtype:
+            raise ClickLogError(f"{where}: column {name!r} must be {dtype}, found {schema.field(name).type}")
+    for name, dtype in OPTIONAL_COLUMNS.items():
         if name in schema.names:
             actual = schema.field(name).type
             if pa.types.is_list(dtype) != (pa.types.is_list(actual) or pa.types.is_large_list(actual)):
                 raise ClickLogError(f"{where}: column {name!r} must be {dtype}, found {actual}")
+            value, expected = (actual.value_type, dtype.value_type) if pa.types.is_list(dtype) else (actual, dtype)
+            if _kind(value) != _kind(expected):
+                raise ClickLogError(f"{where}: column {name!r} must be {dtype}, found {actual}")
+
+
+def _kind(dtype: pa.DataType) -> str:
+    if pa.types.is_boolean(dtype):
+        return "bool"
+    if pa.types.is_integer(dtype):
+        return "integer"
+    if pa.types.is_floating(dtype):
+        return "float"
+    return str(dtype)
 
 
 def _dataset(path) -> tuple[ds.Dataset, list[Path]]:
@@ -306,6 +476,15 @@ def infer_list_size(path: str | os.PathLike) -> int:
     return max(sizes) if sizes else 0
 
 
+def count_clicks(path: str | os.PathLike) -> int:
+    """The clicks in a log (reads the ``clicks`` column only)."""
+    total = 0
+    for file in click_log_files(path):
+        for batch in pq.ParquetFile(file).iter_batches(columns=["clicks"]):
+            total += int(pc.sum(pc.list_flatten(batch.column(0))).as_py() or 0)
+    return total
+
+
 def count_sessions(path: str | os.PathLike) -> int:
     return sum(pq.ParquetFile(f).metadata.num_rows for f in click_log_files(path))
 
@@ -324,8 +503,11 @@ def _to_padded(batch: pa.RecordBatch, batch_size: int, K: int, where: str) -> Cl
     clicks = batch.column("clicks")
     lengths = pc.list_value_length(doc_ids).to_numpy(zero_copy_only=False)
     click_lengths = pc.list_value_length(clicks).to_numpy(zero_copy_only=False)
-    if doc_ids.null_count or clicks.null_count:
-        raise ClickLogError(f"{where}: null doc_ids or clicks lists")
+    for name in ("session_id", "query_id", "doc_ids", "clicks"):
+        column = batch.column(name)
+        nulls = column.null_count + (pc.list_flatten(column).null_count if pa.types.is_list(column.type) else 0)
+        if nulls:
+            raise ClickLogError(f"{where}: column {name!r} holds {nulls} null values")
     if not np.array_equal(lengths, click_lengths):
         bad = int(np.flatnonzero(lengths != click_lengths)[0])
         sid = batch.column("session_id")[bad].as_py()

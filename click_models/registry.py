@@ -149,9 +149,15 @@ class Registry(MutableMapping, Generic[T]):
         return f"Registry({self.concept!r}: {', '.join(self)})"
 
     # ------------------------------------------------------------------ docs
+    def _spellings(self, entry: Entry[T]) -> list[str]:
+        """Other accepted spellings of an entry: its aliases and its dashed form."""
+        names = [normalise(entry.name)] if normalise(entry.name) != entry.name else []
+        return names + [a for a in entry.aliases if normalise(a) not in names]
+
     def markdown_table(self, columns: dict[str, Callable[[Entry[T]], str]] | None = None) -> str:
         """A Markdown table of the entries: name, summary and any extra ``columns``."""
-        columns = {"name": lambda e: f"`{e.name}`", "what it is": lambda e: e.summary, **(columns or {})}
+        columns = {"name": lambda e: f"`{e.name}`" + "".join(f" (`{normalise(a)}`)" for a in self._spellings(e)),
+                   "what it is": lambda e: e.summary, **(columns or {})}
         lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
         for entry in self.entries():
             lines.append("| " + " | ".join(str(fn(entry)).replace("|", "\\|") for fn in columns.values()) + " |")

@@ -315,6 +315,22 @@ def _synthetic_options(spec: str) -> dict:
     return options
 
 
+def fingerprint(data: "RankingData") -> str:
+    """SHA-256 of a split's content in its order: query and document ids, labels and features.
+
+    Two splits with the same fingerprint are the same documents in the same order, so
+    a log's (query_id, doc_id) pairs and its ranks mean the same thing for both.
+    """
+    import hashlib
+
+    digest = hashlib.sha256(b"ultr-ranking-data-v1")
+    for array in (data.query_ids, data.doc_ids, data.labels, data.features):
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.dtype.str}{array.shape}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
 def load_dataset(spec: str, normalize: str | None = None, data_dir: str | os.PathLike | None = None) -> Dataset:
     """Resolve ``spec``: ``synthetic`` (or ``synthetic:queries=N,docs=N,features=N,seed=N``),
     a LETOR file or fold directory, or a registry name (see :mod:`simulators.registry`) already downloaded to ``data_dir``."""

@@ -130,10 +130,16 @@ def read_letor(path: str | os.PathLike, num_features: int | None = None) -> Leto
         raise LetorFormatError(f"{path}: no data lines")
     try:
         return _parse_fast(path, rows, np.asarray(line_numbers, np.int64), num_features)
+    except LetorFormatError:
+        raise
     except (ValueError, IndexError):
         for number, tokens in zip(line_numbers, rows):
             _check_line(path, number, tokens)
         raise  # pragma: no cover - the slow path finds every error the fast path can hit
+
+
+#: above this feature id, ids this much sparser than the width are refused (a dense matrix would not fit)
+MAX_SPARSE_WIDTH = 100_000
 
 
 def _parse_fast(path: Path, rows: list[list[str]], line_numbers: np.ndarray, num_features: int | None) -> LetorFile:
@@ -163,6 +169,12 @@ def _parse_fast(path: Path, rows: list[list[str]], line_numbers: np.ndarray, num
         if same.any():
             raise ValueError("duplicate feature id")
     width = int(ids.max()) if ids.size else 0
+    if width > MAX_SPARSE_WIDTH and len(np.unique(ids)) * 10 < width:
+        bad = int(np.argmax(ids))
+        raise LetorFormatError(
+            f"{path}:{line_numbers[row_of[bad]]}: feature id {ids[bad]:,} would make a dense matrix of "
+            f"{len(rows):,} x {width:,} features ({len(rows) * width * 4 / 2**30:,.1f} GiB) for "
+            f"{len(np.unique(ids)):,} distinct ids; renumber the features 1..F")
     if num_features is not None:
         if width > num_features:
             bad = int(np.flatnonzero(ids > num_features)[0])

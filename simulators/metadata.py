@@ -32,6 +32,8 @@ class LogMetadata:
       rank_parameters: the click model's rank and session parameters.
       intervention_codes: what the ``intervention`` column means.
       summary: sessions, timings and CTR per rank of the run (None before it finished).
+      dataset: the split the log was simulated from: name, sizes and the content ``fingerprint``
+        (:func:`simulators.datasets.fingerprint`; None in logs that predate it).
     """
 
     config: dict
@@ -42,13 +44,11 @@ class LogMetadata:
     rank_parameters: dict[str, list]
     intervention_codes: str
     summary: dict | None = None
+    dataset: dict | None = None
 
     # ------------------------------------------------------------------ storage
     def to_json(self) -> dict:
-        out = dataclasses.asdict(self)
-        if out["summary"] is None:
-            del out["summary"]
-        return out
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None or k not in ("summary", "dataset")}
 
     @classmethod
     def from_json(cls, data: dict, where: str = FILE_NAME) -> "LogMetadata":
@@ -93,6 +93,19 @@ class LogMetadata:
         exam = np.asarray(exam, np.float64)
         with np.errstate(divide="ignore", invalid="ignore"):
             return exam / exam[0]
+
+    def check_dataset(self, data, where: str = "--data") -> None:
+        """Refuse a split that is not the one the log was simulated from (content and document order)."""
+        from .datasets import fingerprint
+
+        expected = (self.dataset or {}).get("fingerprint")
+        if expected is None:
+            return
+        actual = fingerprint(data)
+        if actual != expected:
+            raise ClickLogError(f"{where}: the logs were simulated from another dataset: their documents are not in "
+                                f"the dataset as given (content or document order differs: fingerprint "
+                                f"{actual[:12]}, the log's {expected[:12]})")
 
     def linear_policy(self) -> dict | None:
         """``{weights, mean, scale}`` of the first linear logging policy, or None."""

@@ -209,10 +209,13 @@ def verify_files(name: str, directory: str | os.PathLike | None = None) -> list[
 
 
 def download(name: str, directory: str | os.PathLike | None = None, progress: bool = True,
-             url: str | None = None) -> Path:
+             url: str | None = None, sha256: str | None = None) -> Path:
     """Fetch, verify and extract a dataset; returns its first fold directory.
 
-    ``url`` overrides the registry address (a mirror, or a ``file://`` copy).
+    ``url`` overrides the registry address (a mirror, or a ``file://`` copy); ``sha256``
+    is the archive's expected checksum (default: the registry's, where it has one).
+    An archive that fails its checksum or its extraction is moved aside, so a retry
+    fetches it again.
     """
     entry = info(name)
     root = data_dir(directory) / entry.name
@@ -225,16 +228,25 @@ def download(name: str, directory: str | os.PathLike | None = None, progress: bo
     archive = root / entry.archive
     if not archive.exists():
         _fetch(url or entry.url, archive, progress)
-    if entry.sha256 is not None:
+    expected = sha256 or entry.sha256
+    if expected is not None:
         actual = sha256_of(archive)
-        if actual != entry.sha256:
+        if actual != expected.lower():
             bad = archive.with_suffix(archive.suffix + ".corrupt")
             os.replace(archive, bad)
-            raise DownloadError(f"{archive}: SHA-256 {actual} differs from the expected {entry.sha256} "
+            raise DownloadError(f"{archive}: SHA-256 {actual} differs from the expected {expected} "
                                 f"(kept as {bad.name}); download again")
     staging = Path(tempfile.mkdtemp(prefix=".extract-", dir=root))
     try:
-        _extract(archive, staging)
+        try:
+            _extract(archive, staging)
+        except DownloadError:
+            raise
+        except Exception as error:  # a broken archive (tar or zip error, a path filter): move it aside
+            bad = archive.with_suffix(archive.suffix + ".corrupt")
+            os.replace(archive, bad)
+            raise DownloadError(f"{archive}: cannot extract it ({error}); moved it to {bad.name}, so the next "
+                                "download fetches it again") from None
         for item in staging.iterdir():
             destination = root / item.name
             if destination.exists():

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import math
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -29,13 +31,18 @@ import pyarrow.parquet as pq
 
 from click_models import CLICK_MODELS
 from click_models.labels import attraction_from_labels, satisfaction_from_labels  # noqa: F401 (re-exported)
-from click_models.logs import atomic_path, sessions_to_table
+from click_models.logs import atomic_path, sessions_to_table, staged_directory, write_manifest, writer_lock
 
-from .datasets import Dataset, RankingData
+from .datasets import Dataset, RankingData, fingerprint
 from .interventions import INTERVENTIONS
 from .metadata import LogMetadata
 from .policies import POLICIES, Policy, make_policy
 from .toy import DLA_EXAMINATION
+
+#: sessions per log at most: session indices are folded into the seed's key as 32-bit integers
+MAX_SESSIONS = 2**32
+#: Parquet bytes per shown document, measured (36 MiB per 1M sessions of 10), doubled for the disk check
+BYTES_PER_SHOWN_DOCUMENT = 8
 
 #: SimulationConfig fields that set click-model parameters: field -> parameter names
 PARAMETER_OPTIONS = {
@@ -98,6 +105,19 @@ class SimulationConfig:
         self.click_model = model.name
         if self.list_size < 1:
             raise ValueError(f"list_size must be positive, got {self.list_size}")
+        for name, ok, words in (
+                ("eta", lambda v: v >= 0, "a finite non-negative number"),
+                ("temperature", lambda v: v > 0, "a finite positive number"),
+                ("production_fraction", lambda v: 0 < v <= 1, "in (0, 1]"),
+                ("oracle_noise", lambda v: v >= 0, "a finite non-negative number"),
+                ("powerlaw_exponent", lambda v: v > 0, "a finite positive number")):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                    or not ok(value):
+                raise ValueError(f"{name} must be {words}, got {value!r}")
+        if self.max_label is not None and (isinstance(self.max_label, bool) or not isinstance(self.max_label, int)
+                                           or self.max_label < 1):
+            raise ValueError(f"max_label must be a positive integer, got {self.max_label!r}")
         if not 0 <= self.eps_neg <= 1 or not 0 <= self.eps_pos <= 1:
             raise ValueError(f"eps_pos and eps_neg must lie in [0, 1], got {self.eps_pos}, {self.eps_neg}")
         if not self.policies:
@@ -211,6 +231,9 @@ class Simulator:
             data.max_label if isinstance(data, Dataset) else int(max(split.labels.max(), 1)))
         if self.max_label < 1:
             raise ValueError("max_label must be at least 1")
+        if split.num_documents and int(split.labels.max()) > self.max_label:
+            raise ValueError(f"max_label {self.max_label} is below the dataset's highest grade "
+                             f"{int(split.labels.max())}")
         self.split = split
         padded = split.padded(with_features=False)
         self.query_ids = padded.query_ids
@@ -331,6 +354,8 @@ class Simulator:
             intervention = INTERVENTIONS[cfg.intervention]
             codes = intervention.codes.format(k=min(cfg.intervention_k or cfg.list_size, cfg.list_size))
         return LogMetadata(
+            dataset={"name": self.split.name, "split": "train", "queries": int(self.split.num_queries),
+                     "documents": int(self.split.num_documents), "fingerprint": fingerprint(self.split)},
             config=dataclasses.asdict(cfg),
             seed=self.seed,
             max_label=self.max_label,
@@ -341,21 +366,39 @@ class Simulator:
         )
 
     def run(self, out_dir, num_sessions: int, chunk_size: int = 100_000, rows_per_file: int = 1_000_000,
-            progress: bool = True, workers: int = 2) -> dict:
-        """Simulate ``num_sessions`` sessions into Parquet files under ``out_dir``.
+            progress: bool = True, workers: int = 2, overwrite: bool = False) -> dict:
+        """Simulate ``num_sessions`` sessions into a click-log directory ``out_dir``.
 
         Sessions ``[i * rows_per_file, (i + 1) * rows_per_file)`` go to
-        ``part-{i:05d}.parquet``; ``workers`` files are produced at a time, each
-        written to a temporary name and renamed when complete. Returns a summary
-        (sessions/s, CTR per rank), also written to ``out_dir/simulation.json``
-        with the configuration.
+        ``part-{i:05d}.parquet``; ``workers`` files are produced at a time. The log
+        is built in a hidden staging directory beside ``out_dir`` and swapped in when
+        complete, with ``simulation.json`` and, last, ``manifest.json`` (parts, rows,
+        SHA-256): an interrupted run leaves no partial log, and with ``overwrite`` the
+        old log stays whole until the new one replaces it. A second writer of the same
+        ``out_dir`` is refused. Returns a summary (sessions/s, CTR per rank), also
+        written to ``simulation.json`` with the configuration.
         """
-        from tqdm import tqdm
-
         if num_sessions < 1:
             raise ValueError(f"num_sessions must be positive, got {num_sessions}")
+        if num_sessions > MAX_SESSIONS:
+            raise ValueError(f"{num_sessions:,} sessions: a log holds at most 2^32 = {MAX_SESSIONS:,} "
+                             "(session indices seed the random streams); simulate several logs with other seeds")
         out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        needed = num_sessions * self.config.list_size * BYTES_PER_SHOWN_DOCUMENT
+        free = shutil.disk_usage(out_dir.parent).free
+        if needed > free:
+            raise ValueError(f"{num_sessions:,} sessions need about {needed / 2**30:,.1f} GiB; "
+                             f"{out_dir.parent} has {free / 2**30:,.1f} GiB free")
+        with writer_lock(out_dir), staged_directory(out_dir, overwrite=overwrite) as stage:
+            summary = self._run_into(stage, num_sessions, chunk_size, rows_per_file, progress, workers)
+            write_manifest(stage, {"sessions": num_sessions, "seed": self.seed})
+        return summary
+
+    def _run_into(self, out_dir: Path, num_sessions: int, chunk_size: int, rows_per_file: int, progress: bool,
+                  workers: int) -> dict:
+        from tqdm import tqdm
+
         rows_per_file = max(1, rows_per_file)
         chunk_size = max(1, min(chunk_size, num_sessions, rows_per_file))
         meta = self.metadata()
@@ -403,6 +446,8 @@ class Simulator:
                 try:
                     pending = None
                     for start in range(first, stop, chunk_size):
+                        if cancelled.is_set():  # the run failed or was interrupted elsewhere: stop early
+                            raise RuntimeError("simulation cancelled")
                         size = min(chunk_size, stop - start)
                         arrays = self.simulate_chunk(start, size, padded_size=chunk_size)
                         clicks += arrays["clicks"].sum(0)
@@ -417,9 +462,17 @@ class Simulator:
                         state["writer"].close()
             return final, clicks, shown
 
+        cancelled = threading.Event()
         try:
             with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
-                results = list(pool.map(lambda r: produce(*r), ranges))
+                futures = [pool.submit(produce, *r) for r in ranges]
+                try:
+                    results = [f.result() for f in futures]
+                except BaseException:
+                    cancelled.set()  # workers stop at their next chunk instead of finishing the whole log
+                    for future in futures:
+                        future.cancel()
+                    raise
         finally:
             bar.close()
             for io in io_pools:

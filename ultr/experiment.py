@@ -223,6 +223,9 @@ def validate(config: dict) -> list[dict]:
     for key in LIST_NATIVE:
         if key in config and not isinstance(config[key], list):
             raise ConfigError(f"{key}: must be a list, got {config[key]!r}")
+    name = config.get("name", "experiment")
+    if not isinstance(name, str) or not name or Path(name).name != name or name in (".", ".."):
+        raise ConfigError(f"name: must be a plain directory name inside --out-root, got {name!r}")
     config.setdefault("seeds", [0])
     if "learners" not in config:
         config["learners"] = ["naive", "ips", "dla", "skyline"]
@@ -275,8 +278,12 @@ def validate(config: dict) -> list[dict]:
     return points
 
 
-def _logs_key(data: str, simulation: SimulationConfig, sessions: int, seed: int) -> str:
-    text = json.dumps([data, dataclasses.asdict(simulation), sessions, seed, "v1"], sort_keys=True, default=str)
+def _logs_key(data, simulation: SimulationConfig, sessions: int, seed: int) -> str:
+    """The cache key of a simulated log: the training split's content (not its path), the simulation, sessions, seed."""
+    from simulators.datasets import fingerprint
+
+    content = fingerprint(data.train) if hasattr(data, "train") else str(data)
+    text = json.dumps([content, dataclasses.asdict(simulation), sessions, seed, "v2"], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -294,6 +301,11 @@ def run_experiment(config: dict, out_root: Path = Path("runs"), progress: bool =
     out = out_root / name
     out.mkdir(parents=True, exist_ok=True)
     rows, propensities, truths = [], [], []
+    finished = set()
+    previous = _previous_results(out, config)
+    if previous is not None:  # a rerun of the same config: keep what finished, run the rest
+        rows, propensities, truths = previous["results"], previous["propensities"], previous.get("truths", [])
+        finished = {tuple(key) for key in previous.get("finished", [])}
     datasets = {}
     started = time.perf_counter()
     total = len(points) * len(config["seeds"])
@@ -308,10 +320,15 @@ def run_experiment(config: dict, out_root: Path = Path("runs"), progress: bool =
         for seed in resolved["seeds"]:
             done += 1
             label = ", ".join(f"{k}={v}" for k, v in point.items()) or "default"
-            logs = out / "logs" / _logs_key(data, simulation, resolved["sessions"], seed)
-            if not (logs / "simulation.json").exists():
+            key = (json.dumps(point, sort_keys=True, default=str), seed)
+            if key in finished:
+                say(f"[{done}/{total}] {label}, seed {seed}: done in an earlier run (results kept)")
+                continue
+            logs = out / "logs" / _logs_key(dataset, simulation, resolved["sessions"], seed)
+            if not (logs / "manifest.json").exists():
                 say(f"[{done}/{total}] {label}, seed {seed}: simulating {resolved['sessions']:,} sessions")
-                Simulator(dataset, simulation, seed=seed).run(logs, resolved["sessions"], progress=False)
+                Simulator(dataset, simulation, seed=seed).run(logs, resolved["sessions"], progress=False,
+                                                              overwrite=True)  # a cache entry left unfinished
             else:
                 say(f"[{done}/{total}] {label}, seed {seed}: reusing cached logs {logs.name}")
             truth = true_examination(logs)
@@ -335,8 +352,13 @@ def run_experiment(config: dict, out_root: Path = Path("runs"), progress: bool =
                                          "examination": result.propensities, "max_abs_error": error})
                 say(f"    {learner:>14}: " + ", ".join(f"{m} {row[m]:.4f}" for m in resolved["metrics"]
                                                     if row[m] is not None))
+            finished.add(key)
+            # every finished point is on disk: a run stopped later keeps it, and a rerun resumes after it
+            _write_tables(out, pd.DataFrame(rows), propensities, config, points, time.perf_counter() - started,
+                          truths, sorted(finished))
     frame = pd.DataFrame(rows)
-    table = write_results(out, frame, propensities, config, points, time.perf_counter() - started, truths)
+    table = write_results(out, frame, propensities, config, points, time.perf_counter() - started, truths,
+                          sorted(finished))
     say(table)
     say(f"wrote {out}/results.csv, results.json, results.md and plots")
     return frame
@@ -363,13 +385,29 @@ def _summary_table(frame: pd.DataFrame, metrics: list[str], group: list[str]) ->
     return "\n".join(lines)
 
 
-def write_results(out: Path, frame: pd.DataFrame, propensities: list[dict], config: dict, points: list[dict],
-                  seconds: float, truths: list | None = None) -> str:
+def _previous_results(out: Path, config: dict) -> dict | None:
+    """The results.json of an earlier run of the same config in ``out``, or None."""
+    path = out / "results.json"
+    if not path.exists():
+        return None
+    try:
+        previous = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    same = json.dumps(previous.get("config"), sort_keys=True, default=str) == json.dumps(config, sort_keys=True,
+                                                                                           default=str)
+    # resume only a run that stopped before the end; a finished one is run again (reusing its cached logs)
+    return previous if same and "finished" in previous and not previous.get("complete") else None
+
+
+def _write_tables(out: Path, frame: pd.DataFrame, propensities: list[dict], config: dict, points: list[dict],
+                  seconds: float, truths: list | None, finished: list, complete: bool = False) -> str:
     metrics = list(config["metrics"])
     axes = list(points[0].keys())
     atomic_write_text(frame.to_csv(index=False), out / "results.csv")
     atomic_write_json({"config": config, "results": frame.to_dict(orient="records"), "propensities": propensities,
-                       "seconds": round(seconds, 1)}, out / "results.json")
+                       "seconds": round(seconds, 1), "truths": truths or [], "finished": finished,
+                       "complete": complete}, out / "results.json")
     table = _summary_table(frame, metrics, axes + ["learner"])
     text = [f"# Experiment {config.get('name')}", "", f"Mean ± standard deviation over seeds {config['seeds']}; "
             f"data {config['data']}; {seconds:.0f} s.", "", table, ""]
@@ -379,7 +417,15 @@ def write_results(out: Path, frame: pd.DataFrame, propensities: list[dict], conf
                  _summary_table(prop.rename(columns={"max_abs_error": "max error"}), ["max error"],
                                 axes + ["estimator"]), ""]
     atomic_write_text("\n".join(text), out / "results.md")
-    plot_results(out, frame, propensities, metrics[0], axes, truths[0] if truths else None)
+    return table
+
+
+def write_results(out: Path, frame: pd.DataFrame, propensities: list[dict], config: dict, points: list[dict],
+                  seconds: float, truths: list | None = None, finished: list | None = None) -> str:
+    """results.csv, results.json, results.md and the plots; returns the Markdown table."""
+    table = _write_tables(out, frame, propensities, config, points, seconds, truths, finished or [], complete=True)
+    plot_results(out, frame, propensities, list(config["metrics"])[0], list(points[0].keys()),
+                 truths[0] if truths else None)
     return table
 
 

@@ -21,7 +21,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from click_models.logs import atomic_write_json, atomic_write_text, click_log_files, infer_list_size
+from click_models.logs import atomic_write_json, atomic_write_text, click_log_files, count_clicks, infer_list_size
 from simulators.datasets import Dataset, RankingData
 from simulators.metadata import LogMetadata
 
@@ -431,6 +431,8 @@ def train(logs, dataset: Dataset, config: TrainConfig, progress: bool = True,
         raise ValueError(f"--learner {cls.name} needs --logs ({Need.CLICKS.what})")
     if logs is not None:
         click_log_files(logs)
+    if metadata is not None:
+        metadata.check_dataset(dataset.train)
     if not cls.trainable:
         test = _padded_scores(test_store, LoggingPolicy.policy_scores(metadata, test_store.data.features), test_lists)
         vali = _padded_scores(vali_store, LoggingPolicy.policy_scores(metadata, vali_store.data.features), vali_lists)
@@ -438,6 +440,8 @@ def train(logs, dataset: Dataset, config: TrainConfig, progress: bool = True,
         tm = evaluate_scores(test, test_lists)
         return TrainResult(cls.name, vm, tm, None, [], 0, time.perf_counter() - started, test, test_lists)
 
+    if Need.CLICKS in cls.needs and count_clicks(logs) == 0:
+        raise ValueError(f"{logs}: the click log has no clicks: the {cls.name} learner has nothing to learn from")
     K = infer_list_size(logs) if Need.CLICKS in cls.needs else int(dataset.train.list_sizes.max())
     propensities = None
     if cls.takes_propensities():

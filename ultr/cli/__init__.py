@@ -26,6 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    import pyarrow as pa
+
     from click_models.logs import ClickLogError
     from click_models.registry import UnknownNameError
     from simulators.letor import LetorFormatError
@@ -37,10 +39,10 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as error:
         print(f"ultr {args.command}: {error.message}", file=sys.stderr)
         raise
-    except (ClickLogError, LetorFormatError, OptionError, UnknownNameError) as error:
+    except (ClickLogError, LetorFormatError, OptionError, UnknownNameError, pa.ArrowException) as error:
         print(f"ultr {args.command}: {error}", file=sys.stderr)
         return 2
-    except DownloadError as error:
+    except (DownloadError, OSError) as error:  # runtime failures: a download, the file system (full, read-only)
         print(f"ultr {args.command}: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

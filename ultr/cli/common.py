@@ -19,14 +19,14 @@ class UsageError(SystemExit):
         return self.message
 
 
-def _integer(smallest: int, words: str):
+def _integer(smallest: int, words: str, largest: int = 2**63 - 1):
     def parse(value: str) -> int:
         try:
             number = int(value)
         except ValueError:
             raise argparse.ArgumentTypeError(f"must be a {words} integer, got {value!r}") from None
-        if number < smallest:
-            raise argparse.ArgumentTypeError(f"must be a {words} integer, got {value}")
+        if not smallest <= number <= largest:
+            raise argparse.ArgumentTypeError(f"must be a {words} integer below 2^63, got {value}")
         return number
 
     return parse
@@ -61,3 +61,16 @@ def registry_choice(registry):
 
 def choices_text(registry) -> str:
     return ", ".join(registry)
+
+
+def refuse_output_inside_logs(out, logs, flag: str = "--out") -> None:
+    """An output written into the click log it reads would poison the log for every later reader."""
+    from pathlib import Path
+
+    if out is None or logs is None:
+        return
+    logs, target = Path(logs).resolve(), Path(out).resolve()
+    if logs.is_dir() and (target == logs or logs in target.parents):
+        raise UsageError(f"{flag} {out}: inside the click log {logs}; write the output elsewhere")
+    if logs.is_file() and target == logs:
+        raise UsageError(f"{flag} {out}: that is the click log itself; write the output elsewhere")

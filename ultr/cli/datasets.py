@@ -17,6 +17,7 @@ def add_parser(commands) -> None:
     download.add_argument("name")
     download.add_argument("--dir", type=Path, help="data directory (default $ULTR_DATA_DIR or ~/.cache/ultr/data)")
     download.add_argument("--url", help="another address for the archive (a mirror or a file:// copy)")
+    download.add_argument("--sha256", help="the archive's expected SHA-256 (default: the registry's, where known)")
     download.set_defaults(handler=run_download)
 
 
@@ -35,7 +36,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_download(args: argparse.Namespace) -> int:
-    from simulators.registry import DownloadError, download, info, is_downloaded, verify_files
+    from simulators.registry import DownloadError, data_dir, download, info, is_downloaded, sha256_of, verify_files
 
     try:
         entry = info(args.name)
@@ -46,7 +47,10 @@ def run_download(args: argparse.Namespace) -> int:
                 return 1
             print(f"{entry.name} is in place and its known checksums match")
             return 0
-        path = download(entry.name, args.dir, url=args.url)
+        path = download(entry.name, args.dir, url=args.url, sha256=args.sha256)
+        archive = data_dir(args.dir) / entry.name / entry.archive
+        if args.url is not None and archive.exists():
+            print(f"archive SHA-256: {sha256_of(archive)} (pass --sha256 to check it next time)")
     except DownloadError as error:
         print(f"ultr datasets download: {error}", file=sys.stderr)
         return 1

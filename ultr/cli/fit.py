@@ -11,7 +11,7 @@ import numpy as np
 from click_models import CLICK_MODELS
 from click_models.fit_log import FITTING_METHODS
 
-from .common import UsageError, fraction, positive_int, registry_choice
+from .common import UsageError, fraction, non_negative_int, positive_int, refuse_output_inside_logs, registry_choice
 
 
 #: options of one fitting method: name -> (type, default, method, help)
@@ -49,7 +49,7 @@ def add_parser(commands) -> None:
         fit.add_argument("--" + name.replace("_", "-"), type=kind, help=f"{method}: {text} (default: {default})")
     fit.add_argument("--sessions", type=positive_int, default=200_000,
                      help="size of the built-in toy log (default: 200000)")
-    fit.add_argument("--seed", type=int, default=0, help="default: 0")
+    fit.add_argument("--seed", type=non_negative_int, default=0, help="default: 0")
     fit.set_defaults(handler=run)
 
 
@@ -71,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
     if not settings["tolerance"] > 0 or not settings["learning_rate"] > 0:
         raise UsageError("--tolerance and --learning-rate must be positive")
     out = args.out or Path("runs") / f"fit-{model.name}"
+    refuse_output_inside_logs(out, args.logs)
     logs = args.logs
     if logs is None:
         print(f"no --logs given: simulating {args.sessions:,} sessions of the built-in toy log with {model.name}")

@@ -10,7 +10,7 @@ import numpy as np
 
 from ultr.estimators import ESTIMATORS
 
-from .common import UsageError, non_negative_int, registry_choice
+from .common import UsageError, non_negative_int, refuse_output_inside_logs, registry_choice
 
 
 def add_parser(commands) -> None:
@@ -31,22 +31,26 @@ def add_parser(commands) -> None:
     propensity.add_argument("--bootstrap", type=non_negative_int, default=200,
                             help="bootstrap replicates (0: no intervals; default: 200)")
     propensity.add_argument("--plot", type=Path, help="draw the estimate against the true curve to this PNG")
-    propensity.add_argument("--seed", type=int, default=0, help="default: 0")
+    propensity.add_argument("--seed", type=non_negative_int, default=0, help="default: 0")
     propensity.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from click_models.logs import atomic_write_json
+    from click_models.logs import ClickLogError, atomic_write_json
     from ultr.estimators import MissingInterventionError, estimate
     from ultr.plots import plot_estimate
     from ultr.propensity import true_examination
 
+    refuse_output_inside_logs(args.out, args.logs)
+    refuse_output_inside_logs(args.plot, args.logs, "--plot")
     try:
         result = estimate(args.logs, args.estimator, data=args.data, bootstrap=args.bootstrap, seed=args.seed)
     except MissingInterventionError as error:
         print(f"ultr propensity: {error}", file=sys.stderr)
         return 2
     except ValueError as error:
+        if isinstance(error, ClickLogError):  # a bad log: reported by main, exit 2
+            raise
         raise UsageError(str(error)) from None
     payload = result.to_json()
     truth = true_examination(args.logs)

@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 
 from click_models import CLICK_MODELS
+from click_models.logs import ClickLogError
 from simulators.interventions import INTERVENTIONS
 from simulators.policies import POLICIES
 
-from .common import UsageError, positive_int, registry_choice
+from .common import UsageError, non_negative_int, positive_int, registry_choice
 
 NORMALIZATIONS = ["none", "minmax", "log1p", "log1p-minmax"]
 
@@ -64,7 +65,7 @@ def add_parser(commands) -> None:
     simulate.add_argument("--normalize", choices=NORMALIZATIONS, default="none",
                           help="feature normalisation for the logging policy's ranker (default: none)")
     simulate.add_argument("--sessions", type=positive_int, default=1_000_000, help="default: 1000000")
-    simulate.add_argument("--seed", type=int, default=0, help="default: 0")
+    simulate.add_argument("--seed", type=non_negative_int, default=0, help="default: 0")
     simulate.add_argument("--chunk-size", type=positive_int, default=100_000,
                           help="sessions per compiled chunk (default: 100000)")
     simulate.add_argument("--rows-per-file", type=positive_int, default=1_000_000,
@@ -146,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
 
     config = simulation_config(args)
     out = args.out
-    existing = sorted(out.glob("part-*.parquet")) if out.exists() else []
+    existing = sorted(out.glob("*.parquet")) if out.is_dir() else []
     if existing and not args.overwrite:
         raise UsageError(f"{out} already holds a click log ({len(existing)} files); use --overwrite or another --out")
     try:
@@ -159,9 +160,13 @@ def run(args: argparse.Namespace) -> int:
         simulator = Simulator(dataset, config, seed=args.seed)
     except ValueError as error:
         raise UsageError(str(error)) from None
-    for file in existing:
-        file.unlink()
-    summary = simulator.run(out, args.sessions, chunk_size=args.chunk_size, rows_per_file=args.rows_per_file)
+    try:
+        summary = simulator.run(out, args.sessions, chunk_size=args.chunk_size, rows_per_file=args.rows_per_file,
+                                overwrite=args.overwrite)
+    except ValueError as error:
+        if isinstance(error, ClickLogError):
+            raise
+        raise UsageError(str(error)) from None
     ctr = " ".join(f"{x:.3f}" for x in summary["ctr_per_rank"])
     print(f"{summary['sessions']:,} sessions in {summary['seconds']:.2f}s "
           f"({summary['sessions_per_second']:,.0f} sessions/s) -> {out} ({len(summary['files'])} files)")

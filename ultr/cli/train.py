@@ -8,12 +8,13 @@ become flags without a line here.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from ultr.learners import LEARNERS
 from ultr.options import OptionError, add_arguments
 
-from .common import UsageError, registry_choice
+from .common import UsageError, refuse_output_inside_logs, registry_choice
 from .simulate import NORMALIZATIONS
 
 #: arguments of the command that are not TrainConfig options
@@ -69,8 +70,9 @@ def flag(key: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from click_models.logs import ClickLogError
     from simulators.datasets import load_dataset
-    from ultr.training import train, train_config, write_outputs
+    from ultr.training import NonFiniteLossError, train, train_config, write_outputs
 
     from ultr.learners import Need
 
@@ -80,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--learner {cls.name} needs --logs")
     if args.logs is not None and not uses_logs:
         raise UsageError(f"--logs: the {cls.name} learner does not use click logs")
+    refuse_output_inside_logs(args.out, args.logs)
     try:
         config = train_config(given_options(args), name=flag, strict=True)
     except OptionError as error:
@@ -87,7 +90,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         dataset = load_dataset(args.data, normalize=None if args.normalize == "none" else args.normalize)
         result = train(args.logs, dataset, config)
+    except NonFiniteLossError as error:  # a runtime failure, not bad input: exit 1, no metrics written
+        print(f"ultr train: {error}", file=sys.stderr)
+        return 1
     except ValueError as error:
+        if isinstance(error, ClickLogError):
+            raise
         raise UsageError(str(error)) from None
     write_outputs(args.out, result, dataset, config)
     test = result.test
@@ -96,5 +104,7 @@ def run(args: argparse.Namespace) -> int:
           f" ({test['num_queries']} queries with a relevant document)")
     if result.propensities is not None:
         print(f"{cls.estimates} (normalised at rank 1): " + " ".join(f"{p:.3f}" for p in result.propensities))
-    print(f"wrote {args.out}/metrics.json, test.run, test.qrels")
+    written = ["metrics.json", *(["propensities.json"] if (args.out / "propensities.json").exists() else []),
+               "test.run", "test.qrels"]
+    print(f"wrote {args.out}/" + ", ".join(written))
     return 0

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from click_models.logs import ClickLogError
+
 from .base import (ESTIMATORS, Estimator, MissingInterventionError, PropensityEstimate, normalise, percentiles,
                    register_estimator)
 
@@ -30,6 +32,10 @@ def estimate(logs, estimator, *, data=None, bootstrap: int = 200, seed: int = 0)
         return instance.estimate_log(logs, data=data, bootstrap=bootstrap, seed=seed)
     except MissingInterventionError as error:
         raise MissingInterventionError(f"{Path(logs)}: {error}") from None
+    except ClickLogError as error:
+        if str(error).startswith(str(logs)):
+            raise
+        raise ClickLogError(f"{Path(logs)}: {error}") from None
 
 
 __all__ = ["ESTIMATORS", "Estimator", "MissingInterventionError", "PropensityEstimate", "estimate", "normalise",

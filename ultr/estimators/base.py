@@ -68,6 +68,8 @@ class Estimator:
         counts = ClickCounts.from_log(logs, by_intervention=self.by_intervention)
         if counts.num_sessions == 0:
             raise ClickLogError("the click log has no sessions")
+        if counts.total_clicks == 0:
+            raise ClickLogError("the click log has no clicks: there is nothing to estimate propensities from")
         return self.estimate(counts, bootstrap=min(bootstrap, self.max_bootstrap), seed=seed)
 
     def missing(self, detail: str = "this log has none") -> MissingInterventionError:
