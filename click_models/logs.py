@@ -183,7 +183,7 @@ MANIFEST_FORMAT = 1
 _verified: dict[tuple, bool] = {}  # (file, size, mtime) whose checksum matched in this process
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: str | os.PathLike) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -191,17 +191,19 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def write_manifest(directory: str | os.PathLike, extra: dict | None = None) -> Path:
+def write_manifest(directory: str | os.PathLike, extra: dict | None = None, digests: dict | None = None) -> Path:
     """List every Parquet part of a log directory with its rows, bytes and SHA-256, written last.
 
     A log is complete when its manifest is there and matches its parts; readers refuse it otherwise.
+    ``digests`` (file name -> SHA-256) saves hashing parts that the writer hashed already.
     """
     directory = Path(directory)
     parts = sorted(p for p in directory.rglob("*.parquet") if not p.name.startswith("."))
     entries = []
     for part in parts:
         entries.append({"file": part.relative_to(directory).as_posix(), "rows": pq.ParquetFile(part).metadata.num_rows,
-                        "bytes": part.stat().st_size, "sha256": _sha256(part)})
+                        "bytes": part.stat().st_size,
+                        "sha256": (digests or {}).get(part.relative_to(directory).as_posix()) or file_sha256(part)})
     manifest = {"format": MANIFEST_FORMAT, "parts": entries, "rows": sum(e["rows"] for e in entries), **(extra or {})}
     return atomic_write_json(manifest, directory / MANIFEST_NAME)
 
@@ -231,7 +233,7 @@ def verify_log_directory(directory: Path, parts: list[Path], checksums: bool = T
                                 "the file was changed or truncated")
         key = (str(part), stat.st_size, stat.st_mtime_ns)
         if checksums and not _verified.get(key):
-            if _sha256(part) != entry.get("sha256"):
+            if file_sha256(part) != entry.get("sha256"):
                 raise ClickLogError(f"{part}: its SHA-256 differs from the manifest: the file is corrupt or changed")
             _verified[key] = True
 
@@ -546,10 +548,22 @@ def _to_padded(batch: pa.RecordBatch, batch_size: int, K: int, where: str) -> Cl
         mask=mask,
         row_valid=row_valid,
     )
+    for name in ("labels", "examination"):
+        if name in names:
+            column = batch.column(name)
+            column_lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False)
+            if column.null_count or not np.array_equal(column_lengths, lengths):
+                bad = int(np.flatnonzero(~np.equal(column_lengths, lengths))[0]) if not column.null_count else \
+                    int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
+                sid = batch.column("session_id")[bad].as_py()
+                raise ClickLogError(f"{where}: session {sid}: {name} does not list one value per document")
     if "labels" in names:
         result.labels = _pad(batch.column("labels"), slot, rows, B, K, np.int8)
     if "examination" in names:
         result.examination = _pad(batch.column("examination"), slot, rows, B, K, np.float32)
+        if not np.all(np.isfinite(result.examination[mask])) or np.any(result.examination[mask] < 0) \
+                or np.any(result.examination[mask] > 1):
+            raise ClickLogError(f"{where}: the examination column holds values outside [0, 1] (or NaN)")
     if "policy" in names:
         result.policy = column("policy", np.int32)
     if "intervention" in names:

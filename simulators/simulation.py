@@ -31,7 +31,14 @@ import pyarrow.parquet as pq
 
 from click_models import CLICK_MODELS
 from click_models.labels import attraction_from_labels, satisfaction_from_labels  # noqa: F401 (re-exported)
-from click_models.logs import atomic_path, sessions_to_table, staged_directory, write_manifest, writer_lock
+from click_models.logs import (
+    atomic_path,
+    file_sha256,
+    sessions_to_table,
+    staged_directory,
+    write_manifest,
+    writer_lock,
+)
 
 from .datasets import Dataset, RankingData, fingerprint
 from .interventions import INTERVENTIONS
@@ -392,7 +399,7 @@ class Simulator:
                              f"{out_dir.parent} has {free / 2**30:,.1f} GiB free")
         with writer_lock(out_dir), staged_directory(out_dir, overwrite=overwrite) as stage:
             summary = self._run_into(stage, num_sessions, chunk_size, rows_per_file, progress, workers)
-            write_manifest(stage, {"sessions": num_sessions, "seed": self.seed})
+            write_manifest(stage, {"sessions": num_sessions, "seed": self.seed}, digests=summary.pop("sha256"))
         return summary
 
     def _run_into(self, out_dir: Path, num_sessions: int, chunk_size: int, rows_per_file: int, progress: bool,
@@ -460,7 +467,8 @@ class Simulator:
                 finally:
                     if state["writer"] is not None:
                         state["writer"].close()
-            return final, clicks, shown
+                digest = file_sha256(tmp)  # while the other worker simulates: the manifest needs no re-read
+            return final, clicks, shown, digest
 
         cancelled = threading.Event()
         try:
@@ -487,6 +495,7 @@ class Simulator:
             "sessions_per_second": num_sessions / elapsed if elapsed > 0 else None,
             "ctr_per_rank": (clicks_per_rank / np.maximum(shown_per_rank, 1)).tolist(),
             "files": [r[0].name for r in results],
+            "sha256": {r[0].name: r[3] for r in results},
         }
         dataclasses.replace(meta, summary=summary).write(out_dir)
         return summary

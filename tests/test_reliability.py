@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -182,9 +183,10 @@ def test_outputs_inside_the_log_they_read_are_refused(log, capsys):
         main(["fit", "--logs", str(log), "--out", str(log / "fit")])
     assert "inside the click log" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        main(["propensity", "--logs", str(log), "--estimator", "ctr", "--out", str(log / "p.json")])
-    assert list(log.glob("*.json")) == [log / "manifest.json", log / "simulation.json"] or \
-        sorted(p.name for p in log.glob("*.json")) == ["manifest.json", "simulation.json"]
+        main(["train", "--logs", str(log), "--data", DATA, "--learner", "naive", "--out", str(log)])
+    assert "inside the click log" in capsys.readouterr().err
+    assert sorted(p.name for p in log.iterdir() if p.suffix != ".parquet") == ["manifest.json", "simulation.json"]
+    assert len(click_log_files(log)) == 2  # the log is untouched
 
 
 @pytest.mark.parametrize("model", ["pbm", "cascade", "dbn", "sdbn", "dcm", "ubm", "ccm", "trust_bias"])
@@ -314,3 +316,72 @@ def test_a_log_without_clicks_says_nothing_can_be_learned(tmp_path, capsys):
     with pytest.raises(ValueError, match="has no clicks"):
         train(tmp_path / "logs", _dataset(), TrainConfig(learner="naive", ranker="linear", max_steps=5),
               progress=False)
+
+
+@pytest.mark.parametrize("text,message", [
+    ("learners = []\n", "learners: must not be empty"),
+    ("seeds = [-1]\n", "seeds: must be non-negative integers"),
+    ("sessions = []\n", "sessions: an empty list makes an empty grid"),
+    ("[simulation]\npolicies = []\n", "policies: give at least one logging policy"),
+    ("[simulation]\neta = nan\n", "eta must be a finite non-negative number"),
+    ("[training]\nhidden = [0]\n", "hidden: must be positive integers"),
+    ("[training]\nlearning_rate = -1.0\n", "learning_rate: must be non-negative"),
+    ("metrics = ['ndcg@0']\n", "metrics[0]"),
+])
+def test_bad_toml_values_are_one_line_errors_before_any_work(tmp_path, capsys, text, message):
+    config = tmp_path / "bad.toml"
+    config.write_text(text)
+    assert main(["run", str(config), "--out-root", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_loss_that_becomes_nan_stops_training():
+    import jax.numpy as jnp
+    import optax
+    from flax import nnx
+
+    from ultr.data import ClickBatch
+    from ultr.learners import Naive
+    from ultr.rankers import LinearRanker
+    from ultr.training import NonFiniteLossError, train_learner
+
+    class Exploding(Naive):
+        name = "exploding"
+
+        def loss(self, features, batch):
+            return jnp.sum(self.ranker(features)) * jnp.nan
+
+    learner = Exploding(LinearRanker(3, rngs=nnx.Rngs(0)), 2)
+    batch = ClickBatch(np.zeros((4, 2), np.int32), np.ones((4, 2), bool), np.ones((4, 2), bool),
+                       np.ones((4, 2), np.float32))
+    with pytest.raises(NonFiniteLossError, match="became nan at step 2"):
+        train_learner(learner, optax.sgd(0.1), lambda epoch: [batch] * 4, jnp.ones((1, 3)), max_steps=10,
+                      eval_every=2)
+
+
+def test_optional_list_columns_must_match_the_documents(tmp_path, capsys):
+    base = {"session_id": pa.array([0, 1], pa.int64()), "query_id": pa.array([1, 1], pa.int64()),
+            "doc_ids": pa.array([[1, 2], [2, 1]], pa.list_(pa.int64())),
+            "clicks": pa.array([[True, False], [False, False]])}
+    for column, value, message in [
+            ("labels", pa.array([[1, 0], [1]], pa.list_(pa.int8())), "session 1: labels does not list one value"),
+            ("examination", pa.array([[1.0, float("nan")], [1.0, 0.5]], pa.list_(pa.float32())), "outside [0, 1]")]:
+        logs = tmp_path / column
+        logs.mkdir()
+        pq.write_table(pa.table({**base, column: value}), logs / "part.parquet")
+        from click_models.logs import read_click_log
+
+        with pytest.raises(ClickLogError, match=re.escape(message)):
+            read_click_log(logs)  # every reader that reads the column checks it
+
+
+def test_the_log_cache_of_run_is_keyed_on_content_not_path():
+    from ultr.experiment import _logs_key
+
+    config = SimulationConfig()
+    one = synthetic_dataset(num_queries=20, docs_per_query=5, num_features=6, seed=0)
+    other = synthetic_dataset(num_queries=20, docs_per_query=5, num_features=6, seed=1)
+    assert _logs_key(one, config, 100, 0) == _logs_key(one, config, 100, 0)
+    assert _logs_key(one, config, 100, 0) != _logs_key(other, config, 100, 0)

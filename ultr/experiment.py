@@ -110,6 +110,15 @@ def _is_grid(key: str, value) -> bool:
 
 def grid(config: dict) -> list[dict]:
     """Every combination of the list-valued options: ``[{path: value}, ...]``."""
+    axes = _axes(config)
+    if not axes:
+        return [{}]
+    names = [name for name, _ in axes]
+    return [dict(zip(names, combo)) for combo in itertools.product(*(values for _, values in axes))]
+
+
+def _axes(config: dict) -> list[tuple[str, list]]:
+    """The grid's dimensions: ``(path, values)`` of every list-valued option."""
     axes = []
     for key, value in config.items():
         if key in ("simulation", "training"):
@@ -120,10 +129,7 @@ def grid(config: dict) -> list[dict]:
                     axes.append((f"{key}.{sub}", subvalue))
         elif _is_grid(key, value):
             axes.append((key, value))
-    if not axes:
-        return [{}]
-    names = [name for name, _ in axes]
-    return [dict(zip(names, combo)) for combo in itertools.product(*(values for _, values in axes))]
+    return axes
 
 
 def resolve(config: dict, point: dict) -> dict:
@@ -235,8 +241,11 @@ def validate(config: dict) -> list[dict]:
     config.setdefault("metrics", ["ndcg@10"])
     config.setdefault("sessions", 100_000)
     config.setdefault("data", "synthetic")
-    if not all(isinstance(s, int) for s in config["seeds"]):
-        raise ConfigError(f"seeds: must be integers, got {config['seeds']!r}")
+    for key in ("seeds", "learners", "metrics"):
+        if not config[key]:
+            raise ConfigError(f"{key}: must not be empty")
+    if not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**63 for s in config["seeds"]):
+        raise ConfigError(f"seeds: must be non-negative integers below 2^63, got {config['seeds']!r}")
     for index, learner in enumerate(config["learners"]):
         if learner not in LEARNERS:
             raise ConfigError(f"learners[{index}]: unknown learner {learner!r}; choose from {', '.join(LEARNERS)}")
@@ -250,6 +259,9 @@ def validate(config: dict) -> list[dict]:
         except ValueError as error:
             raise ConfigError(f"metrics[{index}]: {error}") from None
     points = grid(config)
+    if not points:
+        empty = [path for path, values in _axes(config) if not values]
+        raise ConfigError(f"{empty[0] if empty else 'grid'}: an empty list makes an empty grid")
     for point in points:
         resolved = resolve(config, point)
         sessions = resolved["sessions"]

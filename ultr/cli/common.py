@@ -63,14 +63,17 @@ def choices_text(registry) -> str:
     return ", ".join(registry)
 
 
-def refuse_output_inside_logs(out, logs, flag: str = "--out") -> None:
-    """An output written into the click log it reads would poison the log for every later reader."""
+def refuse_output_inside_logs(out, logs, flag: str = "--out", writes_parquet: bool = False) -> None:
+    """Parquet output written into the click log it reads would become part of the log for every later
+    reader: refuse it (and the log itself as an output). Other files (JSON, PNG) are harmless there."""
     from pathlib import Path
 
     if out is None or logs is None:
         return
     logs, target = Path(logs).resolve(), Path(out).resolve()
-    if logs.is_dir() and (target == logs or logs in target.parents):
-        raise UsageError(f"{flag} {out}: inside the click log {logs}; write the output elsewhere")
+    parquet = writes_parquet or target.suffix == ".parquet"
+    if logs.is_dir() and (target == logs or (parquet and logs in target.parents)):
+        raise UsageError(f"{flag} {out}: inside the click log {logs}, where its Parquet files would join the "
+                         "log; write the output elsewhere")
     if logs.is_file() and target == logs:
         raise UsageError(f"{flag} {out}: that is the click log itself; write the output elsewhere")

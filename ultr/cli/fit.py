@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     if not settings["tolerance"] > 0 or not settings["learning_rate"] > 0:
         raise UsageError("--tolerance and --learning-rate must be positive")
     out = args.out or Path("runs") / f"fit-{model.name}"
-    refuse_output_inside_logs(out, args.logs)
+    refuse_output_inside_logs(out, args.logs, writes_parquet=True)  # documents.parquet
     logs = args.logs
     if logs is None:
         print(f"no --logs given: simulating {args.sessions:,} sessions of the built-in toy log with {model.name}")
