@@ -18,7 +18,16 @@ import pyarrow as pa
 from ._base import DOCUMENT, ClickModel
 from .evaluation import evaluate
 from .fitting import FitResult, LogSource, fit_counting, fit_em, fit_gradient, fitting_methods, held_out_split
-from .logs import DocumentIndex, atomic_write_json, atomic_write_parquet, infer_list_size, iter_click_log
+from .logs import (
+    ClickLogError,
+    DocumentIndex,
+    atomic_write_json,
+    atomic_write_parquet,
+    count_clicks,
+    count_sessions,
+    infer_list_size,
+    iter_click_log,
+)
 from .models import CLICK_MODELS
 from .registry import Registry
 
@@ -117,6 +126,10 @@ def fit_log(logs: str | Path, model: str | type[ClickModel] = "pbm", method: str
     if method not in methods:
         raise ValueError(f"--method {method}: the {cls.name} click model is fitted by {', '.join(methods)}")
     K = infer_list_size(logs)
+    if K == 0 or count_sessions(logs) == 0:
+        raise ClickLogError(f"{logs}: the click log has no shown documents: there is nothing to fit")
+    if count_clicks(logs) == 0:
+        raise ClickLogError(f"{logs}: the click log has no clicks: a click model fitted to it would say nothing")
     is_held_out = lambda sid: held_out_split(sid, validation_fraction, seed)  # noqa: E731
     is_train = lambda sid: ~held_out_split(sid, validation_fraction, seed)  # noqa: E731
 

@@ -312,6 +312,12 @@ def _synthetic_options(spec: str) -> dict:
         if key.strip() not in names or not value.strip().isdigit():
             raise ValueError(f"{spec}: expected synthetic:queries=N,docs=N,features=N,seed=N; bad part {item!r}")
         options[names[key.strip()]] = int(value)
+    for key in ("num_queries", "docs_per_query"):
+        if key in options and not 1 <= options[key] <= 10_000_000:
+            raise ValueError(f"{spec}: {key.split('_')[-1] if key != 'num_queries' else 'queries'} must lie in "
+                             "1..10,000,000")
+    if "num_features" in options and not 6 <= options["num_features"] <= 10_000:
+        raise ValueError(f"{spec}: features must lie in 6..10,000")
     return options
 
 

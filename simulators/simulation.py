@@ -123,8 +123,13 @@ class SimulationConfig:
                     or not ok(value):
                 raise ValueError(f"{name} must be {words}, got {value!r}")
         if self.max_label is not None and (isinstance(self.max_label, bool) or not isinstance(self.max_label, int)
-                                           or self.max_label < 1):
-            raise ValueError(f"max_label must be a positive integer, got {self.max_label!r}")
+                                           or not 1 <= self.max_label <= 127):
+            raise ValueError(f"max_label must be an integer grade in 1..127, got {self.max_label!r}")
+        if self.eps_neg > self.eps_pos:
+            raise ValueError(f"eps_neg ({self.eps_neg}) exceeds eps_pos ({self.eps_pos}): relevant documents would "
+                             "attract less than irrelevant ones")
+        if self.intervention_k is not None and self.intervention_k > self.list_size:
+            raise ValueError(f"intervention_k ({self.intervention_k}) exceeds list_size ({self.list_size})")
         if not 0 <= self.eps_neg <= 1 or not 0 <= self.eps_pos <= 1:
             raise ValueError(f"eps_pos and eps_neg must lie in [0, 1], got {self.eps_pos}, {self.eps_neg}")
         if not self.policies:
@@ -161,8 +166,9 @@ class SimulationConfig:
                 raise ValueError(f"examination 'dla' has 10 ranks; list_size is {K}: give a list or 'inverse'")
             return 1.0 / np.arange(1, K + 1)
         rho = np.asarray(self.examination, np.float64)
-        if rho.shape != (K,) or np.any((rho < 0) | (rho > 1)):
-            raise ValueError(f"examination must be {K} probabilities, got {self.examination}")
+        if rho.shape != (K,) or np.any(~np.isfinite(rho)) or np.any((rho < 0) | (rho > 1)) or not rho[0] > 0:
+            raise ValueError(f"examination must be {K} probabilities with a positive first rank (propensities are "
+                             f"normalised at rank 1), got {self.examination}")
         return rho
 
     def rank_parameters(self) -> dict[str, np.ndarray]:

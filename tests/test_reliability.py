@@ -219,6 +219,19 @@ def test_output_files_follow_the_umask(tmp_path):
     (["train", "--data", DATA, "--learner", "skyline", "--learning-rate", "nan", "--out", "x"],
      "--learning-rate: must be a finite number"),
     (["train", "--data", DATA, "--learner", "skyline", "--metric", "ndcg@0", "--out", "x"], "--metric"),
+    (["train", "--data", DATA, "--learner", "skyline", "--metric", "ndcg@", "--out", "x"], "--metric"),
+    (["train", "--data", DATA, "--learner", "skyline", "--hidden", "100000000", "--out", "x"], "--hidden"),
+    (["train", "--data", DATA, "--learner", "skyline", "--batch-size", "100000", "--hidden", "65536,65536",
+      "--out", "x"], "needs about"),
+    (["simulate", "--data", "synthetic:queries=0", "--out", "x"], "queries must lie in"),
+    (["simulate", "--data", DATA, "--max-label", "1000", "--out", "x"], "max_label must be an integer grade"),
+    (["simulate", "--data", DATA, "--eps-neg", "0.9", "--eps-pos", "0.5", "--out", "x"], "eps_neg (0.9) exceeds"),
+    (["simulate", "--data", DATA, "--examination", "0,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5", "--out", "x"],
+     "positive first rank"),
+    (["simulate", "--data", DATA, "--intervention", "randtopk", "--intervention-k", "50", "--out", "x"],
+     "exceeds list_size"),
+    (["fit", "--logs", "nowhere", "--sessions", "10"], "--sessions: sizes the built-in toy log"),
+    (["fit", "--method", "gradient", "--learning-rate", "inf", "--sessions", "1000"], "finite positive"),
 ])
 def test_bad_values_get_one_line_and_exit_code_2(tmp_path, monkeypatch, argv, message):
     monkeypatch.chdir(tmp_path)

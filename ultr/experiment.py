@@ -94,7 +94,7 @@ def load_config(path: str | Path | None) -> dict:
         raise ConfigError(f"{path}: no such config file")
     try:
         config = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as error:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as error:
         raise ConfigError(f"{path}: {error}") from None
     config.setdefault("name", path.stem)
     return config

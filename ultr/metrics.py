@@ -90,8 +90,8 @@ def parse_metric(name: str):
     base, _, cutoff = str(name).partition("@")
     if base not in METRICS:
         raise ValueError(f"unknown metric {name!r}; choose from {', '.join(METRICS)} (with @k)")
-    if cutoff and (not cutoff.isdigit() or int(cutoff) < 1):
-        raise ValueError(f"metric {name!r}: the cutoff after @ must be a positive integer")
+    if "@" in str(name) and (not cutoff.isdigit() or not 1 <= int(cutoff) <= 100_000):
+        raise ValueError(f"metric {name!r}: the cutoff after @ must be an integer in 1..100,000")
     return METRICS[base], (int(cutoff) if cutoff else None)
 
 

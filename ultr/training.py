@@ -54,11 +54,12 @@ class TrainConfig:
 
     learner: str = option("dla", "the counterfactual learner", choices=lambda: LEARNERS)
     ranker: str = option("mlp", "the ranker", choices=lambda: RANKERS)
-    hidden: tuple[int, ...] = option((512, 256, 128), "MLP layer sizes (comma-separated)", check=positive,
-                                     requirement="positive integers")
+    hidden: tuple[int, ...] = option((512, 256, 128), "MLP layer sizes (comma-separated)",
+                                     check=lambda v: 1 <= v <= 65_536, requirement="integers in 1..65536")
     dropout: float = option(0.0, "MLP dropout rate", check=fraction, requirement="in [0, 1)")
     loss: str | None = option(None, "ranking loss (default: the learner's)", choices=lambda: LOSSES)
-    batch_size: int = option(256, "sessions per training step", check=positive, requirement="positive")
+    batch_size: int = option(256, "sessions per training step", check=lambda v: 1 <= v <= 1_048_576,
+                             requirement="in 1..1048576")
     learning_rate: float = option(1e-3, "learning rate of the ranker", check=non_negative,
                                   requirement="non-negative")
     bias_learning_rate: float | None = option(None, "learning rate of the bias model (dla propensities, two-tower "
@@ -415,6 +416,22 @@ def _click_source(learner_cls, logs, store, config, list_size, propensities):
     raise ValueError(f"the {learner_cls.name} learner needs neither clicks nor labels: nothing to train on")
 
 
+def _check_memory(config: TrainConfig, num_features: int, list_size: int) -> None:
+    """Refuse a batch whose activations cannot fit in memory, before allocating it."""
+    import os
+
+    widths = num_features + (sum(config.hidden) if "hidden" in RANKERS[config.ranker].options else 1)
+    # features, activations and their gradients, float32, with room for the optimiser's temporaries
+    needed = config.batch_size * list_size * widths * 4 * 8
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - not a POSIX system
+        return
+    if needed > memory / 2:
+        raise ValueError(f"--batch-size {config.batch_size} with {list_size} documents and layers {config.hidden} "
+                         f"needs about {needed / 2**30:.1f} GiB; this machine has {memory / 2**30:.1f} GiB")
+
+
 def train(logs, dataset: Dataset, config: TrainConfig, progress: bool = True,
           callback: Callable[[dict], None] | None = None) -> TrainResult:
     """Train ``config.learner`` on click logs (features from ``dataset.train``), select the
@@ -447,6 +464,7 @@ def train(logs, dataset: Dataset, config: TrainConfig, progress: bool = True,
     if cls.takes_propensities():
         propensities = resolve_propensities(config.propensities, logs, data=dataset, seed=config.seed, list_size=K,
                                             trust_bias=Need.TRUST_BIAS in cls.needs)
+    _check_memory(config, dataset.num_features, K)
     learner = make_learner(config, dataset.num_features, K, propensities)
     table = jnp.asarray(store.table)
     vali_table, test_table = jnp.asarray(vali_store.table), jnp.asarray(test_store.table)

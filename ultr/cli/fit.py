@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -47,8 +48,8 @@ def add_parser(commands) -> None:
     fit.add_argument("--batch-size", type=positive_int, default=65_536, help="sessions per batch (default: 65536)")
     for name, (kind, default, method, text) in METHOD_OPTIONS.items():
         fit.add_argument("--" + name.replace("_", "-"), type=kind, help=f"{method}: {text} (default: {default})")
-    fit.add_argument("--sessions", type=positive_int, default=200_000,
-                     help="size of the built-in toy log (default: 200000)")
+    fit.add_argument("--sessions", type=positive_int,
+                     help="size of the built-in toy log, without --logs (default: 200000)")
     fit.add_argument("--seed", type=non_negative_int, default=0, help="default: 0")
     fit.set_defaults(handler=run)
 
@@ -68,14 +69,17 @@ def run(args: argparse.Namespace) -> int:
     for name, (_, default, method, _) in METHOD_OPTIONS.items():
         value = getattr(args, name)
         settings[name] = default if value is None else value
-    if not settings["tolerance"] > 0 or not settings["learning_rate"] > 0:
-        raise UsageError("--tolerance and --learning-rate must be positive")
+    if not 0 < settings["tolerance"] < float("inf") or not 0 < settings["learning_rate"] < float("inf"):
+        raise UsageError("--tolerance and --learning-rate must be finite positive numbers")
+    if args.logs is not None and args.sessions is not None:
+        raise UsageError("--sessions: sizes the built-in toy log, which --logs replaces")
     out = args.out or Path("runs") / f"fit-{model.name}"
     refuse_output_inside_logs(out, args.logs, writes_parquet=True)  # documents.parquet
     logs = args.logs
     if logs is None:
-        print(f"no --logs given: simulating {args.sessions:,} sessions of the built-in toy log with {model.name}")
-        logs = write_toy_log(model, out / "logs", args.sessions, seed=args.seed)
+        sessions = args.sessions or 200_000
+        print(f"no --logs given: simulating {sessions:,} sessions of the built-in toy log with {model.name}")
+        logs = write_toy_log(model, out / "logs", sessions, seed=args.seed)
     print(f"{logs}: fitting {model.name} by {args.method}")
     with tqdm(desc=f"fit {model.name} ({args.method})", unit="it", leave=True) as bar:
         def progress(entry):
@@ -85,8 +89,12 @@ def run(args: argparse.Namespace) -> int:
 
         fitted = fit_log(logs, model, args.method, validation_fraction=args.validation_fraction,
                          batch_size=args.batch_size, seed=args.seed, callback=progress, **settings)
-    fitted.write(out)
     metrics, params = fitted.metrics, fitted.parameters
+    if not all(np.isfinite(v) for entry in fitted.result.history for v in entry.values()):
+        print(f"ultr fit: the {args.method} fit diverged (non-finite likelihood); lower --learning-rate",
+              file=sys.stderr)
+        return 1
+    fitted.write(out)
     print(f"list size {fitted.list_size}, {fitted.documents_index.size:,} query-document pairs; fitted in "
           f"{metrics['fit_seconds']:.2f}s; wrote {out}/params.json, documents.parquet, metrics.json")
     if "perplexity" in metrics:

@@ -42,6 +42,8 @@ def run(args: argparse.Namespace) -> int:
     from ultr.propensity import true_examination
 
     refuse_output_inside_logs(args.out, args.logs)
+    if args.plot is not None and args.plot.suffix.lower() not in (".png", ".pdf", ".svg", ".jpg", ".jpeg"):
+        raise UsageError(f"--plot {args.plot}: give a .png, .pdf, .svg or .jpg file")
     refuse_output_inside_logs(args.plot, args.logs, "--plot")
     try:
         result = estimate(args.logs, args.estimator, data=args.data, bootstrap=args.bootstrap, seed=args.seed)

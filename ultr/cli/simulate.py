@@ -91,11 +91,12 @@ def _load_config_file(path: Path) -> dict:
     if not path.exists():
         raise UsageError(f"config file {path} does not exist")
     try:
-        if path.suffix == ".json":
-            return json.loads(path.read_text())
-        return tomllib.loads(path.read_text())
-    except (ValueError, tomllib.TOMLDecodeError) as error:
+        values = json.loads(path.read_text()) if path.suffix == ".json" else tomllib.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
         raise UsageError(f"{path}: {error}") from None
+    if not isinstance(values, dict):
+        raise UsageError(f"{path}: must hold a table of options, got {type(values).__name__}")
+    return values
 
 
 def command_line_values(args: argparse.Namespace) -> dict:

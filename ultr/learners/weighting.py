@@ -29,8 +29,8 @@ class IPS(Learner):
 
     @dataclasses.dataclass(frozen=True)
     class Options:
-        clip: float = option(0.01, "IPS: smallest propensity (weights are at most 1 / clip)", check=non_negative,
-                             requirement="non-negative")
+        clip: float = option(0.01, "IPS: smallest propensity (weights are at most 1 / clip)",
+                             check=lambda v: 0 <= v < 1, requirement="in [0, 1)")
 
     def __init__(self, ranker, list_size, loss=None, clip: float = 0.01):
         super().__init__(ranker, list_size, loss)
