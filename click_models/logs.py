@@ -158,6 +158,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; it becomes ``path`` (a rename) when the
     block succeeds and is removed when it fails, so no half-written file is left."""
     path = Path(path)
+    if path.exists() and not path.is_file():
+        raise ClickLogError(f"{path}: exists and is not a regular file (a directory or a device); "
+                            "give another output path")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import errno
 import math
 import shutil
 import threading
@@ -168,7 +169,7 @@ class SimulationConfig:
         rho = np.asarray(self.examination, np.float64)
         if rho.shape != (K,) or np.any(~np.isfinite(rho)) or np.any((rho < 0) | (rho > 1)) or not rho[0] > 0:
             raise ValueError(f"examination must be {K} probabilities with a positive first rank (propensities are "
-                             f"normalised at rank 1), got {self.examination}")
+                             f"normalised at rank 1), got {[float(x) for x in np.ravel(self.examination)]}")
         return rho
 
     def rank_parameters(self) -> dict[str, np.ndarray]:
@@ -401,8 +402,8 @@ class Simulator:
         needed = num_sessions * self.config.list_size * BYTES_PER_SHOWN_DOCUMENT
         free = shutil.disk_usage(out_dir.parent).free
         if needed > free:
-            raise ValueError(f"{num_sessions:,} sessions need about {needed / 2**30:,.1f} GiB; "
-                             f"{out_dir.parent} has {free / 2**30:,.1f} GiB free")
+            raise OSError(errno.ENOSPC, f"{num_sessions:,} sessions need about {needed / 2**20:,.1f} MiB; "
+                                        f"{out_dir.parent} has {free / 2**20:,.1f} MiB free")
         with writer_lock(out_dir), staged_directory(out_dir, overwrite=overwrite) as stage:
             summary = self._run_into(stage, num_sessions, chunk_size, rows_per_file, progress, workers)
             write_manifest(stage, {"sessions": num_sessions, "seed": self.seed}, digests=summary.pop("sha256"))

@@ -337,7 +337,7 @@ def test_a_log_without_clicks_says_nothing_can_be_learned(tmp_path, capsys):
     ("sessions = []\n", "sessions: an empty list makes an empty grid"),
     ("[simulation]\npolicies = []\n", "policies: give at least one logging policy"),
     ("[simulation]\neta = nan\n", "eta must be a finite non-negative number"),
-    ("[training]\nhidden = [0]\n", "hidden: must be positive integers"),
+    ("[training]\nhidden = [0]\n", "hidden: must be integers in 1..65536"),
     ("[training]\nlearning_rate = -1.0\n", "learning_rate: must be non-negative"),
     ("metrics = ['ndcg@0']\n", "metrics[0]"),
 ])

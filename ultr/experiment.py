@@ -265,7 +265,7 @@ def validate(config: dict) -> list[dict]:
     for point in points:
         resolved = resolve(config, point)
         sessions = resolved["sessions"]
-        if not isinstance(sessions, int) or sessions < 1:
+        if isinstance(sessions, bool) or not isinstance(sessions, int) or sessions < 1:
             raise ConfigError(f"sessions: must be a positive integer, got {sessions!r}")
         data = resolved["data"]
         if not isinstance(data, str):

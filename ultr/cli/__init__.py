@@ -15,8 +15,15 @@ from .common import UsageError
 COMMANDS = (fit, simulate, train, propensity, run, datasets)
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, with usage errors on one line: ``ultr <command>: <what>``, exit code 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ultr", description="Unbiased learning to rank in JAX.")
+    parser = OneLineParser(prog="ultr", description="Unbiased learning to rank in JAX.")
     commands = parser.add_subparsers(dest="command", required=True)
     for command in COMMANDS:
         command.add_parser(commands)
@@ -40,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ultr {args.command}: {error.message}", file=sys.stderr)
         raise
     except (ClickLogError, LetorFormatError, OptionError, UnknownNameError, pa.ArrowException) as error:
+        print(f"ultr {args.command}: {error}", file=sys.stderr)
+        return 2
+    except (FileExistsError, NotADirectoryError, IsADirectoryError) as error:  # a path given in the wrong place
         print(f"ultr {args.command}: {error}", file=sys.stderr)
         return 2
     except (DownloadError, OSError) as error:  # runtime failures: a download, the file system (full, read-only)

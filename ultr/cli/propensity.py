@@ -42,6 +42,9 @@ def run(args: argparse.Namespace) -> int:
     from ultr.propensity import true_examination
 
     refuse_output_inside_logs(args.out, args.logs)
+    if args.data is not None and not ESTIMATORS[args.estimator].needs_data:
+        raise UsageError(f"--data: the {args.estimator} estimator does not use it (only estimators that train a "
+                         "ranker, such as dla, do)")
     if args.plot is not None and args.plot.suffix.lower() not in (".png", ".pdf", ".svg", ".jpg", ".jpeg"):
         raise UsageError(f"--plot {args.plot}: give a .png, .pdf, .svg or .jpg file")
     refuse_output_inside_logs(args.plot, args.logs, "--plot")
