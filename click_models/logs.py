@@ -553,11 +553,11 @@ def _to_padded(batch: pa.RecordBatch, batch_size: int, K: int, where: str) -> Cl
     )
     for name in ("labels", "examination"):
         if name in names:
-            column = batch.column(name)
-            column_lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False)
-            if column.null_count or not np.array_equal(column_lengths, lengths):
-                bad = int(np.flatnonzero(~np.equal(column_lengths, lengths))[0]) if not column.null_count else \
-                    int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
+            values = batch.column(name)
+            value_lengths = pc.list_value_length(values).to_numpy(zero_copy_only=False)
+            if values.null_count or not np.array_equal(value_lengths, lengths):
+                bad = int(np.flatnonzero(~np.equal(value_lengths, lengths))[0]) if not values.null_count else \
+                    int(np.flatnonzero(values.is_null().to_numpy(zero_copy_only=False))[0])
                 sid = batch.column("session_id")[bad].as_py()
                 raise ClickLogError(f"{where}: session {sid}: {name} does not list one value per document")
     if "labels" in names:
