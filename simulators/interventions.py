@@ -9,13 +9,15 @@ column and read by the propensity estimators.
 
 from __future__ import annotations
 
+import abc
+
 import jax
 import jax.numpy as jnp
 
 from click_models.registry import Registry
 
 
-class Intervention:
+class Intervention(abc.ABC):
     """A randomisation of the shown ranking (see the module docstring)."""
 
     name: str = ""
@@ -25,9 +27,9 @@ class Intervention:
     uses_k: bool = False
 
     @staticmethod
+    @abc.abstractmethod
     def permute(key, n_shown, list_size: int, k: int):
         """``(permutation [list_size] int, code int32)`` for a session that shows ``n_shown`` documents."""
-        raise NotImplementedError
 
 
 INTERVENTIONS: Registry[type[Intervention]] = Registry("intervention")

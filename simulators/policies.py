@@ -14,6 +14,7 @@ Plackett-Luce distribution over ``score / temperature`` (Gumbel top-K trick).
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 
 import jax
@@ -94,7 +95,7 @@ def _pad_scores(data: RankingData, padded: PaddedRanking, values: np.ndarray) ->
     return scores
 
 
-class PolicyFamily:
+class PolicyFamily(abc.ABC):
     """A kind of logging policy: builds a :class:`Policy` over the queries of a split."""
 
     name: str = ""
@@ -104,9 +105,10 @@ class PolicyFamily:
     stochastic: bool = False
 
     @classmethod
+    @abc.abstractmethod
     def build(cls, data: RankingData, padded: PaddedRanking, *, seed: int, fraction: float, temperature: float,
               oracle_noise: float) -> Policy:
-        raise NotImplementedError
+        """The policy's scores over the queries of ``data`` (``padded`` is ``data.padded()``)."""
 
 
 POLICIES: Registry[type[PolicyFamily]] = Registry("logging policy")

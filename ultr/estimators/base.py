@@ -10,6 +10,7 @@ cheap. Estimators are functions of the counts of a log
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 from typing import ClassVar
 
@@ -43,7 +44,7 @@ class PropensityEstimate:
         return out
 
 
-class Estimator:
+class Estimator(abc.ABC):
     """A propensity estimator: ``estimate(counts, bootstrap=, seed=)`` on the counts of a log."""
 
     name: ClassVar[str] = ""
@@ -56,8 +57,9 @@ class Estimator:
     #: whether it trains a ranker on the dataset's features (then --data is needed)
     needs_data: ClassVar[bool] = False
 
+    @abc.abstractmethod
     def estimate(self, counts: ClickCounts, *, bootstrap: int = 200, seed: int = 0) -> PropensityEstimate:
-        raise NotImplementedError
+        """Examination per rank, normalised at rank 1, from the counts of a log."""
 
     def simulation_problem(self, config) -> str | None:
         """Why logs simulated with ``config`` (a SimulationConfig) cannot feed this estimator (None: they can)."""

@@ -9,6 +9,8 @@ Bootstrap: over (query, document) clusters.
 
 from __future__ import annotations
 
+import abc
+
 import numpy as np
 
 from .base import Estimator, PropensityEstimate, percentiles, register_estimator
@@ -56,9 +58,9 @@ class _Harvesting(Estimator):
         return None if shows_documents_at_several_ranks(config) else f"the {self.name} estimator needs {self.needs}"
 
     @staticmethod
+    @abc.abstractmethod
     def combine(ratio: np.ndarray, support: np.ndarray) -> np.ndarray:
         """Examination ``[K]`` (``theta_1 = 1``) from the pairwise ratios ``r[k, k'] = theta_k / theta_k'``."""
-        raise NotImplementedError
 
     def estimate(self, counts, *, bootstrap=100, seed=0):
         n, c = counts.document_matrices()
