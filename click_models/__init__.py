@@ -10,6 +10,7 @@ from ._base import ChainClickModel, ClickModel, IndependentClickModel, enumerate
 from .evaluation import evaluate
 from .fit_log import FittedLog, fit_log
 from .fitting import FitResult, LogSource, Prior, SessionBatch, fit_counting, fit_em, fit_gradient
+from .identifiability import RankGraph, rank_graph, rank_graph_of_log
 from .labels import attraction_from_labels, satisfaction_from_labels
 from .logs import ClickLogBatch, ClickLogError, DocumentIndex, iter_click_log, read_click_log, sessions_to_table
 from .models import CCM, CLICK_MODELS, DBN, DCM, MODELS, PBM, SDBN, UBM, Cascade, TrustBias
@@ -35,6 +36,7 @@ __all__ = [
     "IndependentClickModel",
     "LogSource",
     "Prior",
+    "RankGraph",
     "Registry",
     "SessionBatch",
     "TrustBias",
@@ -47,6 +49,8 @@ __all__ = [
     "fit_gradient",
     "fit_log",
     "iter_click_log",
+    "rank_graph",
+    "rank_graph_of_log",
     "read_click_log",
     "satisfaction_from_labels",
     "sessions_to_table",

@@ -173,8 +173,14 @@ class ClickModel(abc.ABC):
         missing = set(self.parameter_kinds) - set(log_params)
         if missing:
             raise TypeError(f"{type(self).__name__} is missing parameters {sorted(missing)}")
-        self._log_params = dict(log_params)
-        self._log_complements = dict(log_complements)
+        # one float dtype for every parameter (float32 attraction with a Python-float continuation is
+        # float64 under jax_enable_x64): lax.scan carries and the sums need them to agree
+        values = [*log_params.values(), *log_complements.values()]
+        dtype = jnp.result_type(*values) if values else jnp.result_type(float)
+        if not jnp.issubdtype(dtype, jnp.floating):
+            dtype = jnp.result_type(float)
+        self._log_params = {k: jnp.asarray(v).astype(dtype) for k, v in log_params.items()}
+        self._log_complements = {k: jnp.asarray(v).astype(dtype) for k, v in log_complements.items()}
         if mask is not None:
             if _is_concrete(mask):
                 mask_array = np.asarray(mask)

@@ -135,7 +135,10 @@ def aggregate_cells_from_arrays(batches: Iterable[tuple], num_documents: int, li
                                 by_previous_click: bool = False, by_intervention: bool = False) -> ClickCounts:
     """Count ``(doc [B, K] int, clicks [B, K] bool, mask [B, K] bool, intervention [B] or None)`` batches.
 
-    ``doc`` holds rows ``0..num_documents`` (the last: unseen documents); one pass.
+    ``doc`` holds rows ``0..num_documents`` (the last: unseen documents); one pass. A batch may add
+    session weights ``[B]`` as a fifth element, and ``clicks`` may be float *expected* clicks (click
+    probabilities): then the counts are the exact expectation of the log's counts, which the
+    consistency tests feed to the estimators (not with ``by_previous_click``, which needs real clicks).
     """
     K = list_size
     R = K if by_previous_click else 1
@@ -143,8 +146,20 @@ def aggregate_cells_from_arrays(batches: Iterable[tuple], num_documents: int, li
     keys_n: list[tuple] = []
     dense_n = dense_c = None
     num_cells = (num_documents + 1) * K * R
-    for doc, clicks, mask, intervention in batches:
-        doc, clicks, mask = np.asarray(doc, np.int64), np.asarray(clicks, bool) & mask, np.asarray(mask, bool)
+    for batch in batches:
+        doc, clicks, mask, intervention = batch[:4]
+        weights = batch[4] if len(batch) > 4 else None
+        doc, mask = np.asarray(doc, np.int64), np.asarray(mask, bool)
+        clicks = np.asarray(clicks)
+        if clicks.dtype.kind == "f":
+            if by_previous_click:
+                raise ValueError("expected (float) clicks cannot be split by the previous click")
+            click_values = np.where(mask, clicks, 0.0).astype(np.float64)
+        else:
+            clicks = clicks.astype(bool) & mask
+            click_values = clicks.astype(np.float64)
+        if weights is not None:
+            click_values = click_values * np.asarray(weights, np.float64)[:, None]
         nonempty = mask.any(axis=1)
         code = np.zeros(len(doc), np.int64) if intervention is None else np.asarray(intervention, np.int64)
         for value, count in zip(*np.unique(code[nonempty], return_counts=True)):
@@ -152,7 +167,8 @@ def aggregate_cells_from_arrays(batches: Iterable[tuple], num_documents: int, li
         previous = _previous_click_rank(clicks, mask) if by_previous_click else np.zeros_like(doc)
         rank = np.broadcast_to(np.arange(K), doc.shape)
         cell = ((doc * K + rank) * R + previous)[mask]
-        c = clicks[mask].astype(np.float64)
+        c = click_values[mask]
+        shown = None if weights is None else np.broadcast_to(np.asarray(weights, np.float64)[:, None], doc.shape)[mask]
         if by_intervention:
             # intervention codes are small non-negative integers: code c owns the c-th block of cells
             if code.size and code.min() < 0:
@@ -161,11 +177,12 @@ def aggregate_cells_from_arrays(batches: Iterable[tuple], num_documents: int, li
         if dense_n is None and not by_intervention and num_cells <= DENSE_CELL_LIMIT:
             dense_n, dense_c = np.zeros(num_cells), np.zeros(num_cells)
         if dense_n is not None:
-            dense_n += np.bincount(cell, minlength=num_cells)
+            dense_n += np.bincount(cell, weights=shown, minlength=num_cells)
             dense_c += np.bincount(cell, weights=c, minlength=num_cells)
         else:
             unique, inverse = np.unique(cell, return_inverse=True)
-            keys_n.append((unique, np.bincount(inverse).astype(np.float64), np.bincount(inverse, weights=c)))
+            keys_n.append((unique, np.bincount(inverse, weights=shown).astype(np.float64),
+                           np.bincount(inverse, weights=c)))
             if len(keys_n) > 16:  # merge, so that memory follows the distinct cells, not the log's length
                 keys_n = [_merge(keys_n)]
     if dense_n is not None:

@@ -103,6 +103,8 @@ class PolicyFamily(abc.ABC):
     needs_features: bool = True
     #: whether it samples a ranking per session (then documents move between ranks)
     stochastic: bool = False
+    #: the SimulationConfig options it reads (setting one that no listed policy reads is an error)
+    options: frozenset[str] = frozenset()
 
     @classmethod
     @abc.abstractmethod
@@ -120,6 +122,7 @@ class Production(PolicyFamily):
 
     name = "production"
     stochastic = False
+    options = frozenset({"production_fraction"})
 
     @classmethod
     def build(cls, data, padded, *, seed, fraction, temperature, oracle_noise):
@@ -148,6 +151,7 @@ class PlackettLuce(Production):
 
     name = "plackett-luce"
     stochastic = True
+    options = frozenset({"production_fraction", "temperature"})
 
 
 @POLICIES.register("noisy-oracle")
@@ -155,6 +159,7 @@ class NoisyOracle(PolicyFamily):
     """Relevance labels plus fixed Gaussian noise per document (scale oracle_noise); top-K by score."""
 
     name = "noisy-oracle"
+    options = frozenset({"oracle_noise"})
 
     @classmethod
     def build(cls, data, padded, *, seed, fraction, temperature, oracle_noise):

@@ -201,11 +201,31 @@ class SimulationConfig:
 KEY_ALIASES = {"policy": "policies"}
 
 
-def simulation_config(values, *, name=lambda key: key) -> SimulationConfig:
+def unused_simulation_reason(field: str, config: SimulationConfig) -> str | None:
+    """Why the option ``field`` has no effect on ``config`` (None when it is used).
+
+    Options whose default is not None (the policy options, ``intervention_rate``,
+    ``powerlaw_exponent``) are only checked when given, so this is called on given keys.
+    """
+    policy_options = set().union(*(POLICIES[p].options for p in POLICIES))
+    if field in policy_options:
+        if not any(field in POLICIES[p].options for p in config.policies):
+            users = [p for p in POLICIES if field in POLICIES[p].options]
+            return (f"no logging policy of {', '.join(config.policies)} uses it "
+                    f"(used by {', '.join(users)})")
+    elif field == "intervention_rate" and config.intervention is None:
+        return "there is no intervention (set intervention)"
+    elif field == "powerlaw_exponent" and config.query_sampling != "powerlaw":
+        return f"query_sampling is {config.query_sampling!r} (used with query_sampling = 'powerlaw')"
+    return None
+
+
+def simulation_config(values, *, name=lambda key: key, strict: bool = True) -> SimulationConfig:
     """A checked :class:`SimulationConfig` from option values (``ultr simulate`` flags or a TOML table).
 
     Keys are field names (``-`` or ``_``; ``policy`` for ``policies``); an unknown key or a
     bad value raises ``ValueError`` whose message starts with ``name(key)`` or the field.
+    With ``strict``, a given key that has no effect (:func:`unused_simulation_reason`) is an error too.
     """
     fields = {f.name for f in dataclasses.fields(SimulationConfig)}
     out = {}
@@ -225,6 +245,12 @@ def simulation_config(values, *, name=lambda key: key) -> SimulationConfig:
         config.rank_parameters()
     except TypeError as error:
         raise ValueError(str(error)) from None
+    if strict:
+        for key in values:
+            field = KEY_ALIASES.get(key.replace("-", "_"), key.replace("-", "_"))
+            reason = unused_simulation_reason(field, config)
+            if reason is not None:
+                raise ValueError(f"{name(key)}: has no effect: {reason}")
     return config
 
 

@@ -38,8 +38,9 @@ def test_fit_on_a_parquet_log(tmp_path, model, method):
     atomic_write_parquet(sessions_to_table(log.session_id, log.query_id, log.doc_ids, log.clicks),
                          tmp_path / "logs" / "part-0.parquet")
     out = tmp_path / "out"
+    budget = {"em": ["--max-iterations", "30"], "gradient": ["--epochs", "20"], "counting": []}[method]
     code = main(["fit", "--logs", str(tmp_path / "logs"), "--click-model", model, "--method", method,
-                 "--out", str(out), "--max-iterations", "30", "--epochs", "20", "--batch-size", "8192"])
+                 "--out", str(out), *budget, "--batch-size", "8192"])
     assert code == 0
     params = json.loads((out / "params.json").read_text())
     assert params["model"] == model and params["method"] == method

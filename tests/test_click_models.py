@@ -260,3 +260,32 @@ def test_examination_probs_times_click_given_examination_is_the_click_probabilit
     if name not in ("pbm", "ubm", "ubm_batched", "trust_bias"):  # cascade family: the first shown rank is examined
         rows = mask.any(1)
         np.testing.assert_allclose(exam[rows, first[rows]], 1.0, atol=1e-6)
+
+
+def _mixed_dtype_model(name, K):
+    """Document parameters in float32 and scalar or per-rank ones as Python floats: the dtypes users mix."""
+    doc = jnp.linspace(0.1, 0.9, K, dtype=jnp.float32)[None].repeat(BATCH, 0)
+    rank = [0.9 - 0.1 * k for k in range(K)]
+    return {
+        "pbm": lambda: PBM(doc, rank), "cascade": lambda: Cascade(doc), "dbn": lambda: DBN(doc, doc * 0.5, 0.9),
+        "sdbn": lambda: SDBN(doc, doc * 0.5), "dcm": lambda: DCM(doc, rank),
+        "ubm": lambda: UBM(doc, np.full((K, K), 0.5)), "ubm_batched": lambda: UBM(doc, np.full((BATCH, K, K), 0.5)),
+        "ccm": lambda: CCM(doc, 0.8, 0.5, 0.9), "trust_bias": lambda: TrustBias(rank, [1.0] * K, [0.2] * K, doc),
+    }[name]()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_properties_hold_with_x64_and_mixed_dtypes(name):
+    K = 4
+    with jax.enable_x64(True):
+        model = _mixed_dtype_model(name, K)
+        vectors, probs = enumerated_probabilities(model, K, None)
+        np.testing.assert_allclose(probs.sum(0), 1.0, atol=1e-6)
+        marginal = (probs[:, :, None] * vectors[:, None, :]).sum(0)
+        np.testing.assert_allclose(np.asarray(model.click_probs()), marginal, atol=1e-6)
+        conditional = model.conditional_click_probs(jnp.asarray(vectors)[:, None, :])
+        assert np.isfinite(np.asarray(conditional)).all()
+        samples = model.sample(jax.random.key(0), 1000)
+        assert samples.shape == (1000, BATCH, K)
+    model32 = _mixed_dtype_model(name, K)  # and the same model without x64 agrees
+    np.testing.assert_allclose(np.asarray(model32.click_probs()), marginal, atol=1e-5)

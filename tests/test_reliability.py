@@ -191,7 +191,7 @@ def test_outputs_inside_the_log_they_read_are_refused(log, capsys):
 
 @pytest.mark.parametrize("model", ["pbm", "cascade", "dbn", "sdbn", "dcm", "ubm", "ccm", "trust_bias"])
 def test_fit_without_logs_works_for_every_click_model(tmp_path, model):
-    assert main(["fit", "--click-model", model, "--sessions", "3000", "--max-iterations", "3", "--epochs", "2",
+    assert main(["fit", "--click-model", model, "--sessions", "3000", "--max-iterations", "3",
                  "--out", str(tmp_path / model)]) == 0
     truth = json.loads((tmp_path / model / "logs" / "true_params.json").read_text())
     assert truth["model"] == model
@@ -231,7 +231,15 @@ def test_output_files_follow_the_umask(tmp_path):
     (["simulate", "--data", DATA, "--intervention", "randtopk", "--intervention-k", "50", "--out", "x"],
      "exceeds list_size"),
     (["fit", "--logs", "nowhere", "--sessions", "10"], "--sessions: sizes the built-in toy log"),
+    (["simulate", "--data", DATA, "--temperature", "2", "--out", "x"], "--temperature: has no effect: no logging"),
+    (["simulate", "--data", DATA, "--oracle-noise", "2", "--out", "x"], "--oracle-noise: has no effect"),
+    (["simulate", "--data", DATA, "--policy", "uniform", "--production-fraction", "0.5", "--out", "x"],
+     "--production-fraction: has no effect"),
+    (["simulate", "--data", DATA, "--intervention-rate", "0.5", "--out", "x"], "there is no intervention"),
+    (["simulate", "--data", DATA, "--powerlaw-exponent", "2", "--out", "x"], "query_sampling is 'uniform'"),
     (["fit", "--method", "gradient", "--learning-rate", "inf", "--sessions", "1000"], "finite positive"),
+    (["fit", "--epochs", "3", "--sessions", "1000"], "--epochs: an option of --method gradient, not em"),
+    (["fit", "--method", "counting", "--max-iterations", "3"], "--max-iterations: an option of --method em"),
 ])
 def test_bad_values_get_one_line_and_exit_code_2(tmp_path, monkeypatch, argv, message):
     monkeypatch.chdir(tmp_path)
@@ -340,6 +348,9 @@ def test_a_log_without_clicks_says_nothing_can_be_learned(tmp_path, capsys):
     ("[training]\nhidden = [0]\n", "hidden: must be integers in 1..65536"),
     ("[training]\nlearning_rate = -1.0\n", "learning_rate: must be non-negative"),
     ("metrics = ['ndcg@0']\n", "metrics[0]"),
+    ("[simulation]\ntemperature = 2.0\n", "simulation.temperature: has no effect"),
+    ("[simulation]\npolicies = [['uniform'], ['noisy-oracle']]\nproduction_fraction = 0.5\n",
+     "simulation.production_fraction: has no effect"),
 ])
 def test_bad_toml_values_are_one_line_errors_before_any_work(tmp_path, capsys, text, message):
     config = tmp_path / "bad.toml"

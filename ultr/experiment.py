@@ -149,8 +149,8 @@ def _with_section(error: Exception, where: str) -> str:
 
 
 def _simulation_config(section: dict, where: str = "simulation") -> SimulationConfig:
-    try:
-        return simulation_config(section, name=lambda key: f"{where}.{key}")
+    try:  # an option without effect is checked over the whole grid (_check_simulation_keys)
+        return simulation_config(section, name=lambda key: f"{where}.{key}", strict=False)
     except ValueError as error:
         raise ConfigError(_with_section(error, where)) from None
 
@@ -262,6 +262,7 @@ def validate(config: dict) -> list[dict]:
     if not points:
         empty = [path for path, values in _axes(config) if not values]
         raise ConfigError(f"{empty[0] if empty else 'grid'}: an empty list makes an empty grid")
+    simulations = []
     for point in points:
         resolved = resolve(config, point)
         sessions = resolved["sessions"]
@@ -276,6 +277,7 @@ def validate(config: dict) -> list[dict]:
             if data.lower() not in DATASETS:
                 raise ConfigError(f"data: {data} does not exist")
         simulation = _simulation_config(resolved["simulation"])
+        simulations.append(simulation)
         for index, estimator in enumerate(resolved["estimators"]):
             problem = ESTIMATORS[estimator].simulation_problem(simulation)
             if problem is not None:
@@ -287,7 +289,19 @@ def validate(config: dict) -> list[dict]:
                 problem = ESTIMATORS[train.propensities].simulation_problem(simulation)
                 if problem is not None:
                     raise ConfigError(f"training.propensities ({learner}): {problem}")
+    _check_simulation_keys(config["simulation"], simulations)
     return points
+
+
+def _check_simulation_keys(section: dict, simulations: list[SimulationConfig]) -> None:
+    """A ``[simulation]`` key that has no effect at any grid point is an error (it would be silently ignored)."""
+    from simulators.simulation import KEY_ALIASES, unused_simulation_reason
+
+    for key in section:
+        field = KEY_ALIASES.get(key.replace("-", "_"), key.replace("-", "_"))
+        reasons = [unused_simulation_reason(field, simulation) for simulation in simulations]
+        if reasons and all(reasons):
+            raise ConfigError(f"simulation.{key}: has no effect: {reasons[0]}")
 
 
 def _logs_key(data, simulation: SimulationConfig, sessions: int, seed: int) -> str:
@@ -380,7 +394,7 @@ def _test_metrics(result, metrics: list[str]) -> dict:
     """The requested metrics of a trained ranker's test scores."""
     from .training import evaluate_scores
 
-    values = evaluate_scores(result.test_scores, result.test_lists, metrics)
+    values = evaluate_scores(result.test_scores, result.test_lists, metrics, result.max_label)
     return {m: values[m] for m in metrics}
 
 

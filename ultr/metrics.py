@@ -51,12 +51,19 @@ def precision(scores, labels, *, where=None, topn=None):
 def err(scores, labels, *, where=None, topn=None, max_label: float | None = None):
     """Expected reciprocal rank (Chapelle et al., CIKM 2009).
 
-    ``ERR = sum_r 1/r * R_r * prod_{i<r} (1 - R_i)`` with ``R = (2^y - 1) / 2^y_max``;
-    ``max_label`` defaults to the largest label of each list.
+    ``ERR = sum_r 1/r * R_r * prod_{i<r} (1 - R_i)`` with ``R = (2^y - 1) / 2^y_max``, where
+    ``y_max`` is the grade scale's maximum (as in the paper and gdeval), not each list's own highest
+    label. Pass ``max_label`` (4 for MSLR-WEB and Yahoo, 2 for MQ2008); it defaults to the highest
+    label of all the lists given.
+
+    >>> import jax.numpy as jnp
+    >>> scores, labels = jnp.array([2.0, 1.0]), jnp.array([1.0, 2.0])
+    >>> round(float(err(scores, labels, max_label=4)), 6)  # 1/16 + (1 - 1/16) * 3/16 / 2
+    0.150391
     """
     where = _where(labels, where)
     ranks = rax.utils.ranks(scores, where=where)  # 1-based, by score, ties by position
-    y_max = jnp.max(jnp.where(where, labels, 0), axis=-1, keepdims=True) if max_label is None else max_label
+    y_max = jnp.max(jnp.where(where, labels, 0)) if max_label is None else max_label
     stop = jnp.where(where, (jnp.exp2(labels) - 1.0) / jnp.maximum(jnp.exp2(y_max), 1.0), 0.0)
     if topn is not None:
         stop = jnp.where(ranks <= topn, stop, 0.0)
@@ -96,18 +103,20 @@ def parse_metric(name: str):
 
 
 def evaluate_rankings(scores, labels, mask, metrics=("ndcg@1", "ndcg@3", "ndcg@5", "ndcg@10", "err@10", "mrr@10"),
-                      skip_no_relevant: bool = True) -> dict[str, float]:
+                      skip_no_relevant: bool = True, max_label: float | None = None) -> dict[str, float]:
     """Mean of each metric over queries ``[Q, L]``.
 
     With ``skip_no_relevant`` (default) queries without a relevant document
-    are left out of the means, as they carry no ranking signal.
+    are left out of the means, as they carry no ranking signal. ``max_label`` is
+    the grade scale's maximum for ERR (default: the highest label given).
     """
     scores, labels, mask = jnp.asarray(scores), jnp.asarray(labels, jnp.float32), jnp.asarray(mask)
     keep = np.asarray(jnp.any(mask & (labels > 0), axis=-1)) if skip_no_relevant else np.ones(labels.shape[0], bool)
     result = {}
     for name in metrics:
         fn, topn = parse_metric(name)
-        values = np.asarray(fn(scores, labels, where=mask, topn=topn))
+        extra = {"max_label": max_label} if fn is err else {}
+        values = np.asarray(fn(scores, labels, where=mask, topn=topn, **extra))
         result[name] = float(values[keep].mean()) if keep.any() else float("nan")
     result["num_queries"] = int(keep.sum())
     return result

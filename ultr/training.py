@@ -277,14 +277,17 @@ def score_lists(learner, table, lists: LabelBatch, batch_size: int = 512) -> np.
     return np.concatenate(out)
 
 
-def evaluate_scores(scores: np.ndarray, lists: LabelBatch, metrics=TEST_METRICS) -> dict:
-    """Metrics of scores ``[Q, L]`` on labelled query lists (padding ranked last)."""
-    return evaluate_rankings(np.where(lists.mask, scores, -np.inf), lists.labels, lists.mask, tuple(metrics))
+def evaluate_scores(scores: np.ndarray, lists: LabelBatch, metrics=TEST_METRICS, max_label: int | None = None) -> dict:
+    """Metrics of scores ``[Q, L]`` on labelled query lists (padding ranked last); ``max_label`` is the
+    dataset's highest grade (ERR)."""
+    return evaluate_rankings(np.where(lists.mask, scores, -np.inf), lists.labels, lists.mask, tuple(metrics),
+                             max_label=max_label)
 
 
-def evaluate_learner(learner, table, lists: LabelBatch, metrics=TEST_METRICS) -> tuple[dict, np.ndarray]:
+def evaluate_learner(learner, table, lists: LabelBatch, metrics=TEST_METRICS,
+                     max_label: int | None = None) -> tuple[dict, np.ndarray]:
     scores = score_lists(learner, table, lists)
-    return evaluate_scores(scores, lists, metrics), scores
+    return evaluate_scores(scores, lists, metrics, max_label), scores
 
 
 @dataclasses.dataclass
@@ -381,6 +384,7 @@ class TrainResult:
     test_lists: LabelBatch | None = None  # the test queries the scores belong to
     propensity_source: dict | None = None  # where the learner's input propensities came from
     model: Learner | None = None  # the trained learner (None for the logging policy)
+    max_label: int | None = None  # the dataset's grade scale maximum (ERR)
 
 
 def simulation_metadata(logs) -> dict | None:
@@ -442,6 +446,7 @@ def train(logs, dataset: Dataset, config: TrainConfig, progress: bool = True,
     store = FeatureStore.fit(dataset.train)
     vali_store, test_store = store.for_split(dataset.vali), store.for_split(dataset.test)
     vali_lists, test_lists = vali_store.labelled_lists(), test_store.labelled_lists()
+    grade = dataset.max_label  # the grade scale's maximum, for ERR
     metadata = LogMetadata.read(logs)
 
     if Need.CLICKS in cls.needs and logs is None:
@@ -453,9 +458,10 @@ def train(logs, dataset: Dataset, config: TrainConfig, progress: bool = True,
     if not cls.trainable:
         test = _padded_scores(test_store, LoggingPolicy.policy_scores(metadata, test_store.data.features), test_lists)
         vali = _padded_scores(vali_store, LoggingPolicy.policy_scores(metadata, vali_store.data.features), vali_lists)
-        vm = evaluate_scores(vali, vali_lists, (config.metric,))
-        tm = evaluate_scores(test, test_lists)
-        return TrainResult(cls.name, vm, tm, None, [], 0, time.perf_counter() - started, test, test_lists)
+        vm = evaluate_scores(vali, vali_lists, (config.metric,), grade)
+        tm = evaluate_scores(test, test_lists, max_label=grade)
+        return TrainResult(cls.name, vm, tm, None, [], 0, time.perf_counter() - started, test, test_lists,
+                           max_label=grade)
 
     if Need.CLICKS in cls.needs and count_clicks(logs) == 0:
         raise ValueError(f"{logs}: the click log has no clicks: the {cls.name} learner has nothing to learn from")
@@ -471,19 +477,19 @@ def train(logs, dataset: Dataset, config: TrainConfig, progress: bool = True,
     batches, steps_per_epoch, max_steps = _click_source(cls, logs, store, config, K, propensities)
 
     def validation(model):
-        return evaluate_learner(model, vali_table, vali_lists, (config.metric,))[0][config.metric]
+        return evaluate_learner(model, vali_table, vali_lists, (config.metric,), grade)[0][config.metric]
 
     total = steps_per_epoch * config.epochs if steps_per_epoch else None
     log = train_learner(learner, make_optimizer(config), batches, table, validation=validation,
                         epochs=config.epochs, max_steps=max_steps, eval_every=config.eval_every,
                         patience=config.patience, metric=config.metric, progress=progress, total=total,
                         callback=callback, description=f"train {cls.name}")
-    vali_metrics, _ = evaluate_learner(learner, vali_table, vali_lists, (config.metric,))
-    test_metrics, test_scores = evaluate_learner(learner, test_table, test_lists)
+    vali_metrics, _ = evaluate_learner(learner, vali_table, vali_lists, (config.metric,), grade)
+    test_metrics, test_scores = evaluate_learner(learner, test_table, test_lists, max_label=grade)
     props = learner.propensities()
     return TrainResult(cls.name, vali_metrics, test_metrics, None if props is None else props.tolist(),
                        log.history, log.steps, time.perf_counter() - started, test_scores, test_lists,
-                       None if propensities is None else propensities.describe(), learner)
+                       None if propensities is None else propensities.describe(), learner, grade)
 
 
 def _padded_scores(store: FeatureStore, values: np.ndarray, lists: LabelBatch) -> np.ndarray:
@@ -494,7 +500,16 @@ def _padded_scores(store: FeatureStore, values: np.ndarray, lists: LabelBatch) -
 
 
 def trec_run(data: RankingData, lists: LabelBatch, scores: np.ndarray, tag: str) -> tuple[str, str]:
-    """The test ranking as a TREC run file and the labels as a qrels file (for trec_eval)."""
+    """The test ranking as a TREC run file and the labels as a qrels file, which trec_eval scores as
+    ultr does: ``trec_eval -m ndcg_cut.10 test.qrels test.run`` gives metrics.json's ``ndcg@10``.
+
+    * The run ranks each query's documents by score, ties broken by dataset order (as ultr's metrics);
+      the score column is ``n + 1 - rank`` (n documents in the query) so that no tool can break ties
+      otherwise (trec_eval breaks them by document name).
+    * The qrels hold the *gain* ``2^y - 1`` of grade ``y`` (trec_eval's gain is the qrels value), and
+      only the queries with a relevant document (ultr leaves the others out of its means; trec_eval
+      skips queries that the qrels lack).
+    """
     run_lines, qrel_lines = [], []
     for q, query_id in enumerate(data.unique_query_ids):
         valid = lists.mask[q]
@@ -502,13 +517,17 @@ def trec_run(data: RankingData, lists: LabelBatch, scores: np.ndarray, tag: str)
         s = scores[q][valid]
         order = np.lexsort((np.arange(len(s)), -s))
         for rank, i in enumerate(order, start=1):
-            run_lines.append(f"{query_id} Q0 {data.doc_ids[rows[i]]} {rank} {s[i]:.6f} {tag}")
-        for row in rows:
-            qrel_lines.append(f"{query_id} 0 {data.doc_ids[row]} {int(data.labels[row])}")
+            run_lines.append(f"{query_id} Q0 {data.doc_ids[rows[i]]} {rank} {len(s) + 1 - rank} {tag}")
+        if (data.labels[rows] > 0).any():
+            for row in rows:
+                qrel_lines.append(f"{query_id} 0 {data.doc_ids[row]} {2 ** int(data.labels[row]) - 1}")
     return "\n".join(run_lines) + "\n", "\n".join(qrel_lines) + "\n"
 
 
-def write_outputs(out: Path, result: TrainResult, dataset: Dataset, config: TrainConfig) -> None:
+def write_outputs(out: Path, result: TrainResult, dataset: Dataset, config: TrainConfig,
+                  extra: dict | None = None) -> None:
+    """metrics.json (plus ``extra`` keys), propensities.json where the learner estimates them, and the
+    test split's TREC run and qrels."""
     out.mkdir(parents=True, exist_ok=True)
     estimates = LEARNERS[result.learner].estimates if result.learner in LEARNERS else None
     is_propensity = estimates == "propensities"
@@ -526,6 +545,7 @@ def write_outputs(out: Path, result: TrainResult, dataset: Dataset, config: Trai
     if result.propensities is not None and not is_propensity:
         # not examination propensities (PairD's position biases): reported under their own name
         metrics[estimates.replace(" ", "_")] = result.propensities
+    metrics.update(extra or {})
     atomic_write_json(metrics, out / "metrics.json")
     if result.propensities is not None and is_propensity:
         atomic_write_json({"estimator": result.learner, "examination": result.propensities},

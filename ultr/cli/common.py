@@ -77,3 +77,26 @@ def refuse_output_inside_logs(out, logs, flag: str = "--out", writes_parquet: bo
                          "log; write the output elsewhere")
     if logs.is_file() and target == logs:
         raise UsageError(f"{flag} {out}: that is the click log itself; write the output elsewhere")
+
+
+def add_identifiability_argument(parser) -> None:
+    parser.add_argument("--require-identifiable", action="store_true",
+                        help="stop with an error (exit 2) instead of a warning when the log cannot identify "
+                             "position bias (its rank graph is not connected; Hager et al., ICTIR 2025)")
+
+
+def check_identifiability(command: str, logs, require: bool) -> dict:
+    """The rank-graph diagnostic of ``logs``: a warning on stderr (or, with ``require``, a usage error)
+    when position bias is not identifiable; returns the JSON to record in the command's output."""
+    import sys
+
+    from click_models.identifiability import rank_graph_of_log
+
+    graph = rank_graph_of_log(logs)
+    warning = graph.warning()
+    if warning is not None:
+        if require:
+            raise UsageError(f"{warning} (--require-identifiable)")
+        print(f"ultr {command}: warning: {warning}; see docs/propensity.md#identifiability "
+              "(--require-identifiable makes this an error)", file=sys.stderr)
+    return graph.to_json()

@@ -12,7 +12,8 @@ import numpy as np
 from click_models import CLICK_MODELS
 from click_models.fit_log import FITTING_METHODS
 
-from .common import UsageError, fraction, non_negative_int, positive_int, refuse_output_inside_logs, registry_choice
+from .common import (UsageError, add_identifiability_argument, check_identifiability, fraction, non_negative_int,
+                     positive_int, refuse_output_inside_logs, registry_choice)
 
 
 #: options of one fitting method: name -> (type, default, method, help)
@@ -51,6 +52,7 @@ def add_parser(commands) -> None:
     fit.add_argument("--sessions", type=positive_int,
                      help="size of the built-in toy log, without --logs (default: 200000)")
     fit.add_argument("--seed", type=non_negative_int, default=0, help="default: 0")
+    add_identifiability_argument(fit)
     fit.set_defaults(handler=run)
 
 
@@ -68,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
     settings = {}
     for name, (_, default, method, _) in METHOD_OPTIONS.items():
         value = getattr(args, name)
+        if value is not None and method != args.method:  # a flag the chosen method would ignore
+            raise UsageError(f"--{name.replace('_', '-')}: an option of --method {method}, not {args.method}")
         settings[name] = default if value is None else value
     if not 0 < settings["tolerance"] < float("inf") or not 0 < settings["learning_rate"] < float("inf"):
         raise UsageError("--tolerance and --learning-rate must be finite positive numbers")
@@ -80,6 +84,11 @@ def run(args: argparse.Namespace) -> int:
         sessions = args.sessions or 200_000
         print(f"no --logs given: simulating {sessions:,} sessions of the built-in toy log with {model.name}")
         logs = write_toy_log(model, out / "logs", sessions, seed=args.seed)
+    identifiability = None
+    if any(kind in ("rank", "rank_rank") for kind in model.parameter_kinds.values()):  # a position effect
+        identifiability = check_identifiability("fit", logs, args.require_identifiable)
+    elif args.require_identifiable:
+        raise UsageError(f"--require-identifiable: the {model.name} click model has no per-rank parameter")
     print(f"{logs}: fitting {model.name} by {args.method}")
     with tqdm(desc=f"fit {model.name} ({args.method})", unit="it", leave=True) as bar:
         def progress(entry):
@@ -90,10 +99,21 @@ def run(args: argparse.Namespace) -> int:
         fitted = fit_log(logs, model, args.method, validation_fraction=args.validation_fraction,
                          batch_size=args.batch_size, seed=args.seed, callback=progress, **settings)
     metrics, params = fitted.metrics, fitted.parameters
-    if not all(np.isfinite(v) for entry in fitted.result.history for v in entry.values()):
-        print(f"ultr fit: the {args.method} fit diverged (non-finite likelihood); lower --learning-rate",
-              file=sys.stderr)
+    values = [v for entry in fitted.result.history for v in entry.values()]
+    if any(v == -np.inf for v in values):  # not a numerical failure: the model rules the log out
+        raise UsageError(f"{logs}: the {model.name} click model gives some sessions of this log probability 0 "
+                         "(for example several clicks in a session under the cascade model); choose a model that "
+                         "allows them")
+    if not all(np.isfinite(v) for v in values):
+        hint = "; lower --learning-rate" if args.method == "gradient" else ""
+        print(f"ultr fit: the {args.method} fit diverged (non-finite likelihood){hint}", file=sys.stderr)
         return 1
+    if identifiability is not None:
+        metrics["identifiability"] = identifiability
+    if not fitted.result.converged and args.method != "counting":
+        budget = "--max-iterations" if args.method == "em" else "--epochs"
+        print(f"ultr fit: warning: the {args.method} fit stopped after {metrics['iterations']} iterations without "
+              f"converging (raise {budget})", file=sys.stderr)
     fitted.write(out)
     print(f"list size {fitted.list_size}, {fitted.documents_index.size:,} query-document pairs; fitted in "
           f"{metrics['fit_seconds']:.2f}s; wrote {out}/params.json, documents.parquet, metrics.json")

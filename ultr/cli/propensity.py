@@ -10,7 +10,8 @@ import numpy as np
 
 from ultr.estimators import ESTIMATORS
 
-from .common import UsageError, non_negative_int, refuse_output_inside_logs, registry_choice
+from .common import (UsageError, add_identifiability_argument, check_identifiability, non_negative_int,
+                     refuse_output_inside_logs, registry_choice)
 
 
 def add_parser(commands) -> None:
@@ -32,6 +33,7 @@ def add_parser(commands) -> None:
                             help="bootstrap replicates (0: no intervals; default: 200)")
     propensity.add_argument("--plot", type=Path, help="draw the estimate against the true curve to this PNG")
     propensity.add_argument("--seed", type=non_negative_int, default=0, help="default: 0")
+    add_identifiability_argument(propensity)
     propensity.set_defaults(handler=run)
 
 
@@ -48,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
     if args.plot is not None and args.plot.suffix.lower() not in (".png", ".pdf", ".svg", ".jpg", ".jpeg"):
         raise UsageError(f"--plot {args.plot}: give a .png, .pdf, .svg or .jpg file")
     refuse_output_inside_logs(args.plot, args.logs, "--plot")
+    identifiability = check_identifiability("propensity", args.logs, args.require_identifiable)
     try:
         result = estimate(args.logs, args.estimator, data=args.data, bootstrap=args.bootstrap, seed=args.seed)
     except MissingInterventionError as error:
@@ -58,6 +61,10 @@ def run(args: argparse.Namespace) -> int:
             raise
         raise UsageError(str(error)) from None
     payload = result.to_json()
+    payload["identifiability"] = identifiability
+    if result.extra.get("converged") is False:
+        print(f"ultr propensity: warning: the {args.estimator} fit stopped after {result.extra.get('iterations')} "
+              "iterations without converging", file=sys.stderr)
     truth = true_examination(args.logs)
     if truth is not None:
         payload["true_examination"] = truth.tolist()

@@ -14,11 +14,12 @@ from pathlib import Path
 from ultr.learners import LEARNERS
 from ultr.options import OptionError, add_arguments
 
-from .common import UsageError, refuse_output_inside_logs, registry_choice
+from .common import (UsageError, add_identifiability_argument, check_identifiability, refuse_output_inside_logs,
+                     registry_choice)
 from .simulate import NORMALIZATIONS
 
 #: arguments of the command that are not TrainConfig options
-COMMAND_ARGUMENTS = ("logs", "data", "out", "normalize", "handler", "command")
+COMMAND_ARGUMENTS = ("logs", "data", "out", "normalize", "require_identifiable", "handler", "command")
 
 
 def add_parser(commands) -> None:
@@ -42,6 +43,7 @@ def add_parser(commands) -> None:
     train.add_argument("--out", type=Path, required=True)
     train.add_argument("--normalize", choices=NORMALIZATIONS, default="none",
                        help="feature normalisation (default: none)")
+    add_identifiability_argument(train)
     seen = {"learner"}
     add_arguments(train.add_argument_group("training"), TrainConfig, seen=seen)
     learners = train.add_argument_group("learner options (each for the learners named)")
@@ -74,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
     from simulators.datasets import load_dataset
     from ultr.training import NonFiniteLossError, train, train_config, write_outputs
 
+    from ultr.estimators import ESTIMATORS
     from ultr.learners import Need
 
     cls = LEARNERS[args.learner]
@@ -87,6 +90,12 @@ def run(args: argparse.Namespace) -> int:
         config = train_config(given_options(args), name=flag, strict=True)
     except OptionError as error:
         raise UsageError(str(error)) from None
+    extra = {}
+    if args.logs is not None and (cls.estimates is not None or config.propensities in ESTIMATORS):
+        extra["identifiability"] = check_identifiability("train", args.logs, args.require_identifiable)
+    elif args.require_identifiable:
+        raise UsageError(f"--require-identifiable: the {cls.name} learner estimates no position bias from "
+                         "--logs here")
     try:
         dataset = load_dataset(args.data, normalize=None if args.normalize == "none" else args.normalize)
         result = train(args.logs, dataset, config)
@@ -97,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
         if isinstance(error, ClickLogError):
             raise
         raise UsageError(str(error)) from None
-    write_outputs(args.out, result, dataset, config)
+    write_outputs(args.out, result, dataset, config, extra)
     test = result.test
     print(f"{config.learner}: {result.steps} steps in {result.seconds:.1f}s; test " +
           ", ".join(f"{k} {v:.4f}" for k, v in test.items() if k != "num_queries") +

@@ -40,7 +40,8 @@ class PropensityEstimate:
         as_list = lambda x: None if x is None else [None if not np.isfinite(v) else float(v) for v in x]  # noqa: E731
         out = {"estimator": self.estimator, "examination": as_list(self.examination),
                "ci_low": as_list(self.ci_low), "ci_high": as_list(self.ci_high), "sessions": self.sessions}
-        out.update({k: as_list(np.asarray(v, np.float64)) for k, v in self.extra.items()})
+        for key, value in self.extra.items():  # per-rank arrays, or scalars such as converged / iterations
+            out[key] = value if isinstance(value, (bool, int, str)) else as_list(np.asarray(value, np.float64))
         return out
 
 

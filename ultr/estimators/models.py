@@ -18,9 +18,11 @@ class PBMExpectationMaximisation(Estimator):
     max_bootstrap = 0
 
     def estimate(self, counts, *, bootstrap=0, seed=0):
-        result = fit_em_counts("pbm", counts, max_iterations=2000, tolerance=1e-7)
+        # EM crawls: stop on the parameters, not on a relative likelihood gain (that stops ~1e-3 short)
+        result = fit_em_counts("pbm", counts, max_iterations=5000, tolerance=1e-8, log_likelihood_tolerance=0.0)
         return PropensityEstimate(self.name, normalise(result.tables["examination"]), None, None,
-                                  counts.num_sessions)
+                                  counts.num_sessions, {"converged": bool(result.converged),
+                                                        "iterations": len(result.history)})
 
 
 @register_estimator

@@ -27,8 +27,52 @@ def _ratio(numerator, denominator):
         return numerator / denominator
 
 
+def _matched_ratio(group: np.ndarray, rank: np.ndarray, target: np.ndarray, reference: np.ndarray,
+                   clicks: np.ndarray, impressions: np.ndarray, K: int, bootstrap: int, seed: int) -> np.ndarray:
+    """``theta_k = sum_g c_g(k) / sum_g n_g(k) r_g`` ``[B + 1, K]``: the CTR of the target cells at rank k
+    over the reference CTR ``r_g`` of the same groups, weighted by their impressions at rank k.
+
+    Cells ``[N]`` lie in group ``group`` at ``rank``; ``target`` and ``reference`` ``[N]`` mark the cells
+    of the two sides. Pooling over every group instead weights each rank by the groups that reach it
+    (lists of different lengths), which is biased; matching makes the limit exactly ``rho_k / rho_ref``.
+    Row 0 is the estimate, rows 1.. Poisson bootstrap replicates (cell by cell).
+    """
+    groups, group = np.unique(group, return_inverse=True)
+    G = len(groups)
+    slot = group * K + rank
+    rng = np.random.default_rng(seed)
+    clicks = np.asarray(clicks, np.float64)
+    unclicked = np.asarray(impressions, np.float64) - clicks
+    out = np.empty((bootstrap + 1, K))
+    for b in range(bootstrap + 1):  # one replicate at a time: memory follows the cells, not B x cells
+        c = clicks if b == 0 else rng.poisson(clicks).astype(np.float64)
+        n = c + (unclicked if b == 0 else rng.poisson(unclicked))
+        ct = np.bincount(slot[target], weights=c[target], minlength=G * K).reshape(G, K)
+        nt = np.bincount(slot[target], weights=n[target], minlength=G * K).reshape(G, K)
+        rc = np.bincount(group[reference], weights=c[reference], minlength=G)
+        rn = np.bincount(group[reference], weights=n[reference], minlength=G)
+        has_reference = rn > 0
+        r = np.where(has_reference, rc / np.where(has_reference, rn, 1.0), 0.0)
+        out[b] = _ratio((ct * has_reference[:, None]).sum(axis=0), (nt * r[:, None]).sum(axis=0))
+    return out
+
+
+def _query_groups(counts: ClickCounts) -> np.ndarray:
+    """The query of each cell's document ``[N]`` (the document itself when the counts carry no index)."""
+    if counts.documents is None:
+        return counts.doc.astype(np.int64)
+    _, query_of_row = np.unique(counts.documents.query_ids, return_inverse=True)
+    query_of_row = np.append(query_of_row, query_of_row.max(initial=-1) + 1)  # the unseen row: its own group
+    return query_of_row[counts.doc]
+
+
 class _RankCTR(Estimator):
-    """CTR per rank over the selected cells, normalised at rank 1."""
+    """CTR per rank over the selected cells, compared with rank 1 within each query, normalised at rank 1.
+
+    ``theta_k = sum_q c_q(k) / sum_q n_q(k) ctr_q(1)``: when lists have different lengths, only the longer
+    lists reach the lower ranks, and pooling the click rates of all queries per rank would mix the
+    relevance of those queries into the propensity.
+    """
 
     def select(self, counts: ClickCounts) -> np.ndarray:
         return np.ones(len(counts.doc), bool)
@@ -41,23 +85,26 @@ class _RankCTR(Estimator):
         sessions = self.sessions_used(counts)
         if sessions == 0 or len(selected.doc) == 0:
             raise self.missing()
-        shown, clicks = selected.per_rank()
-        c, n = _replicates(clicks, shown, bootstrap, np.random.default_rng(seed))
-        theta = normalise(_ratio(c, n))
+        everything = np.ones(len(selected.doc), bool)
+        theta = normalise(_matched_ratio(_query_groups(selected), selected.rank, everything, selected.rank == 0,
+                                         selected.clicks, selected.impressions, counts.list_size, bootstrap, seed))
         low, high = percentiles(theta[1:]) if bootstrap > 0 else (None, None)
         return PropensityEstimate(self.name, theta[0], low, high, sessions)
 
 
 @register_estimator
 class CTR(_RankCTR):
-    """Click-through rate per rank (biased by relevance: the baseline)."""
+    """Click-through rate per rank (biased by relevance unless the rankings are random: the baseline)."""
 
     name = "ctr"
 
 
 @register_estimator
 class RandTopK(_RankCTR):
-    """CTR per rank over RandTop-k sessions, where relevance no longer depends on the rank (Joachims et al., WSDM 2017)."""
+    """CTR per rank over RandTop-k sessions, where relevance no longer depends on the rank (Joachims et al., WSDM 2017).
+
+    As for :class:`CTR`, rank k is compared with rank 1 within each query (lists of different lengths).
+    """
 
     name = "randtopk"
     needs = "RandTop-k sessions (intervention = 1): simulate with --intervention randtopk"
@@ -77,7 +124,11 @@ class RandTopK(_RankCTR):
 
 @register_estimator
 class Swap(Estimator):
-    """The top document's CTR at rank k after a swap with rank 1, over its CTR at rank 1 without intervention (Joachims et al. 2017; Wang et al., WSDM 2018)."""
+    """The top document's CTR at rank k after a swap with rank 1, over its CTR at rank 1 without intervention (Joachims et al. 2017; Wang et al., WSDM 2018).
+
+    Each document is compared with itself: ``theta_k = sum_d c_d(k) / sum_d n_d(k) ctr_d(1)``, so queries
+    weigh the same at rank k and in the reference whatever the chance that a query's swap reaches rank k.
+    """
 
     name = "swap"
     needs = ("swap sessions (intervention = k >= 2) and sessions without intervention: simulate with "
@@ -92,19 +143,17 @@ class Swap(Estimator):
     def estimate(self, counts, *, bootstrap=200, seed=0):
         K = counts.list_size
         # in a session with code k the original top document sits at rank k
-        swapped = counts.select((counts.intervention >= 2) & (counts.rank == counts.intervention - 1))
-        reference = counts.select((counts.intervention == 0) & (counts.rank == 0))
+        swapped = (counts.intervention >= 2) & (counts.rank == counts.intervention - 1)
+        reference = (counts.intervention == 0) & (counts.rank == 0)
         sessions = sum(v for code, v in counts.sessions.items() if code >= 2)
         if sessions == 0:
             raise self.missing()
-        if reference.impressions.sum() == 0:
+        if counts.impressions[reference].sum() == 0:
             raise self.missing("no session without intervention")
-        shown, clicks = swapped.per_rank()
-        reference_shown = np.zeros(K)
-        reference_clicks = np.zeros(K)
-        reference_shown[0], reference_clicks[0] = reference.impressions.sum(), reference.clicks.sum()
-        rng = np.random.default_rng(seed)
-        c, n = _replicates(clicks + reference_clicks, shown + reference_shown, bootstrap, rng)
-        theta = normalise(_ratio(c, n))
+        cells = counts.select(swapped | reference)
+        is_reference = cells.intervention == 0
+        theta = _matched_ratio(cells.doc.astype(np.int64), cells.rank, ~is_reference, is_reference, cells.clicks,
+                               cells.impressions, K, bootstrap, seed)
+        theta[:, 0] = 1.0  # rank 1 is the reference itself
         low, high = percentiles(theta[1:]) if bootstrap > 0 else (None, None)
         return PropensityEstimate(self.name, theta[0], low, high, sessions)
