@@ -371,6 +371,30 @@ class IndependentClickModel(ClickModel):
         return u < probs
 
 
+def _chain_step(carry, x):
+    """One position of the forward pass of a cascade-family model (module level, so that ``lax.scan``
+    reuses its trace and compilation across calls, also outside ``jit``)."""
+    examined, not_examined = carry
+    click, is_valid, attr, not_attr, cont_click, stop_click, cont_skip, stop_skip = x
+    history = log_add(examined, not_examined)
+    # After an impossible history (probability 0) the conditional is
+    # undefined; report "no click" instead of NaN.
+    possible = history > -jnp.inf
+    history = jnp.where(possible, history, 0.0)
+    log_p1 = jnp.where(possible, examined + attr - history, -jnp.inf)
+    log_p0 = jnp.where(possible, log_add(not_examined, examined + not_attr) - history, 0.0)
+    next_click = (examined + attr + cont_click, examined + attr + stop_click)
+    next_skip = (
+        examined + not_attr + cont_skip,
+        log_add(not_examined, examined + not_attr + stop_skip),
+    )
+    new_examined = jnp.where(click, next_click[0], next_skip[0])
+    new_not_examined = jnp.where(click, next_click[1], next_skip[1])
+    new_examined = jnp.where(is_valid, new_examined, examined)
+    new_not_examined = jnp.where(is_valid, new_not_examined, not_examined)
+    return (new_examined, new_not_examined), (log_p1, log_p0)
+
+
 class ChainClickModel(ClickModel):
     """Cascade-family models: the user scans top-down and may stop.
 
@@ -399,28 +423,7 @@ class ChainClickModel(ClickModel):
         # log P(E_k = 1, C_<k) and log P(E_k = 0, C_<k); position 1 is always examined.
         init = (jnp.zeros(batch, dtype), jnp.full(batch, -jnp.inf, dtype))
 
-        def step(carry, x):
-            examined, not_examined = carry
-            click, is_valid, attr, not_attr, cont_click, stop_click, cont_skip, stop_skip = x
-            history = log_add(examined, not_examined)
-            # After an impossible history (probability 0) the conditional is
-            # undefined; report "no click" instead of NaN.
-            possible = history > -jnp.inf
-            history = jnp.where(possible, history, 0.0)
-            log_p1 = jnp.where(possible, examined + attr - history, -jnp.inf)
-            log_p0 = jnp.where(possible, log_add(not_examined, examined + not_attr) - history, 0.0)
-            next_click = (examined + attr + cont_click, examined + attr + stop_click)
-            next_skip = (
-                examined + not_attr + cont_skip,
-                log_add(not_examined, examined + not_attr + stop_skip),
-            )
-            new_examined = jnp.where(click, next_click[0], next_skip[0])
-            new_not_examined = jnp.where(click, next_click[1], next_skip[1])
-            new_examined = jnp.where(is_valid, new_examined, examined)
-            new_not_examined = jnp.where(is_valid, new_not_examined, not_examined)
-            return (new_examined, new_not_examined), (log_p1, log_p0)
-
-        (examined, not_examined), (log_p1, log_p0) = jax.lax.scan(step, init, xs)
+        (examined, not_examined), (log_p1, log_p0) = jax.lax.scan(_chain_step, init, xs)
         log_p1 = jnp.moveaxis(log_p1, 0, -1)
         log_p0 = jnp.moveaxis(log_p0, 0, -1)
         return log_p1, log_p0, valid, log_add(examined, not_examined)

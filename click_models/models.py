@@ -372,19 +372,7 @@ class UBM(ClickModel):
             jnp.moveaxis(examination, -2, 0),
             jnp.moveaxis(valid, -1, 0),
         )
-
-        def step(last_click, x):
-            k, attr, exam_row, is_valid = x
-            click_given_last = attr[..., None] * exam_row  # [..., K]
-            click_given_last = jnp.where(is_valid[..., None], click_given_last, 0.0)
-            joint = last_click[..., :K] * click_given_last
-            p_click = jnp.sum(joint, axis=-1)
-            p_examined = jnp.where(is_valid, jnp.sum(last_click[..., :K] * exam_row, axis=-1), 0.0)
-            new = last_click.at[..., :K].add(-joint)
-            new = new.at[..., k + 1].add(p_click)
-            return new, (p_click, p_examined)
-
-        _, (probs, examined) = jax.lax.scan(step, init, xs)
+        _, (probs, examined) = jax.lax.scan(_ubm_marginal_step, init, xs)
         return jnp.moveaxis(probs, 0, -1), jnp.moveaxis(examined, 0, -1)
 
     def sample(self, key, sample_shape=()):
@@ -408,19 +396,35 @@ class UBM(ClickModel):
             jnp.moveaxis(jnp.broadcast_to(valid, sample_shape + shape), -1, 0),
             exam_rows,
         )
-
-        def step(previous, x):
-            k, u_k, attr_k, valid_k, exam_row = x
-            if exam_row.ndim == 1:
-                exam = exam_row[previous]
-            else:
-                row = jnp.broadcast_to(exam_row, full_batch + (K,))
-                exam = jnp.take_along_axis(row, previous[..., None], axis=-1)[..., 0]
-            click = (u_k < attr_k * exam) & valid_k
-            return jnp.where(click, k + 1, previous), click
-
-        _, clicks = jax.lax.scan(step, jnp.zeros(full_batch, jnp.int32), xs)
+        _, clicks = jax.lax.scan(_ubm_sample_step, jnp.zeros(full_batch, jnp.int32), xs)
         return jnp.moveaxis(clicks, 0, -1)
 
+
+
+# lax.scan bodies at module level: their trace and compilation are reused across calls, also outside jit
+def _ubm_marginal_step(last_click, x):
+    """One rank of the UBM marginals: the distribution over the rank of the last click so far."""
+    k, attr, exam_row, is_valid = x
+    K = last_click.shape[-1] - 1
+    click_given_last = attr[..., None] * exam_row  # [..., K]
+    click_given_last = jnp.where(is_valid[..., None], click_given_last, 0.0)
+    joint = last_click[..., :K] * click_given_last
+    p_click = jnp.sum(joint, axis=-1)
+    p_examined = jnp.where(is_valid, jnp.sum(last_click[..., :K] * exam_row, axis=-1), 0.0)
+    new = last_click.at[..., :K].add(-joint)
+    new = new.at[..., k + 1].add(p_click)
+    return new, (p_click, p_examined)
+
+
+def _ubm_sample_step(previous, x):
+    """One rank of UBM sampling: click with attraction x examination given the previous click's rank."""
+    k, u_k, attr_k, valid_k, exam_row = x
+    if exam_row.ndim == 1:
+        exam = exam_row[previous]
+    else:
+        row = jnp.broadcast_to(exam_row, previous.shape + (exam_row.shape[-1],))
+        exam = jnp.take_along_axis(row, previous[..., None], axis=-1)[..., 0]
+    click = (u_k < attr_k * exam) & valid_k
+    return jnp.where(click, k + 1, previous), click
 
 MODELS = CLICK_MODELS  # the name earlier releases exported

@@ -227,11 +227,23 @@ def _split_by_query(data: RankingData, fractions=(0.6, 0.2, 0.2), seed: int = 0)
     return data.subset(train), data.subset(vali), data.subset(test)
 
 
+#: name parts that mark a split's file when no standard name exists (``mslr_fold1_train_sample.txt``)
+FOLD_WORDS = {"train": ("train",), "vali": ("vali", "valid"), "test": ("test",)}
+
+
 def _find_fold_file(directory: Path, split: str) -> Path | None:
     for name in FOLD_FILES[split]:
         if (directory / name).exists():
             return directory / name
-    return None
+    # otherwise exactly one .txt file whose name holds the split's word
+    candidates = [p for p in sorted(directory.glob("*.txt"))
+                  if any(word in p.stem.lower() for word in FOLD_WORDS[split])
+                  and not any(word in p.stem.lower() for other in FOLD_WORDS if other != split
+                              for word in FOLD_WORDS[other] if word not in FOLD_WORDS[split])]
+    if len(candidates) > 1:
+        raise LetorFormatError(f"{directory}: several {split} files ({', '.join(p.name for p in candidates)}); "
+                               f"name one {FOLD_FILES[split][0]}")
+    return candidates[0] if candidates else None
 
 
 def load_letor_dataset(path: str | os.PathLike, normalize: str | None = None, cache: bool = True) -> Dataset:

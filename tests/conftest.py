@@ -19,3 +19,16 @@ def shared(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"shared data not available: {path}")
     return path
+
+
+@pytest.fixture(autouse=True, scope="module")
+def release_compiled_code():
+    """Drop JAX's compiled functions after each test module: one pytest process runs hundreds of
+    differently shaped programs, and keeping them all would grow its memory past 2 GB."""
+    yield
+    import gc
+
+    import jax
+
+    jax.clear_caches()
+    gc.collect()

@@ -228,3 +228,16 @@ def test_manually_placed_mq2008_is_verified_against_published_checksums(tmp_path
     assert registry.verify_files("mq2008", tmp_path / "data") == []
     assert main(["datasets", "download", "mq2008", "--dir", str(tmp_path / "data")]) == 0
     assert "checksums match" in capsys.readouterr().out
+
+
+def test_a_fold_directory_with_descriptive_file_names_loads():
+    from pathlib import Path
+
+    from simulators.datasets import load_dataset
+
+    path = Path(__file__).resolve().parents[2] / "shared" / "data" / "mslr-web-sample"
+    if not path.exists():
+        pytest.skip(f"real data not found at {path}")
+    data = load_dataset(str(path))  # mslr_fold1_{train,valid,test}_sample*.txt
+    assert (data.train.num_queries, data.vali.num_queries, data.test.num_queries) == (53, 18, 18)
+    assert data.max_label == 4 and data.num_features == 136

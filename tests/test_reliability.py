@@ -46,7 +46,8 @@ def _staging(out: Path):
 
 def _long_simulation(out: Path, *extra):
     # many small parts, so that the kill lands in the middle of the run
-    return _ultr("simulate", "--data", DATA, "--sessions", "4000000", "--chunk-size", "20000",
+    # (the uniform policy trains no production ranker: the subprocess starts writing sooner)
+    return _ultr("simulate", "--data", DATA, "--policy", "uniform", "--sessions", "4000000", "--chunk-size", "20000",
                  "--rows-per-file", "40000", "--out", str(out), *extra)
 
 
@@ -190,7 +191,18 @@ def test_outputs_inside_the_log_they_read_are_refused(log, capsys):
 
 
 @pytest.mark.parametrize("model", ["pbm", "cascade", "dbn", "sdbn", "dcm", "ubm", "ccm", "trust_bias"])
-def test_fit_without_logs_works_for_every_click_model(tmp_path, model):
+def test_the_toy_log_works_for_every_click_model(tmp_path, model):
+    from click_models.logs import read_click_log
+    from simulators.toy import write_toy_log
+
+    logs = write_toy_log(model, tmp_path / model, 500, num_queries=50)
+    truth = json.loads((logs / "true_params.json").read_text())
+    assert truth["model"] == model
+    assert len(read_click_log(logs).session_id) == 500
+
+
+@pytest.mark.parametrize("model", ["dbn", "ccm"])  # the two that crashed in the toy-log path of ultr fit
+def test_fit_without_logs_works_for_dbn_and_ccm(tmp_path, model):
     assert main(["fit", "--click-model", model, "--sessions", "3000", "--max-iterations", "3",
                  "--out", str(tmp_path / model)]) == 0
     truth = json.loads((tmp_path / model / "logs" / "true_params.json").read_text())
@@ -239,13 +251,33 @@ def test_output_files_follow_the_umask(tmp_path):
     (["simulate", "--data", DATA, "--powerlaw-exponent", "2", "--out", "x"], "query_sampling is 'uniform'"),
     (["fit", "--method", "gradient", "--learning-rate", "inf", "--sessions", "1000"], "finite positive"),
     (["fit", "--epochs", "3", "--sessions", "1000"], "--epochs: an option of --method gradient, not em"),
-    (["fit", "--method", "counting", "--max-iterations", "3"], "--max-iterations: an option of --method em"),
+    (["propensity", "--logs", "LOG", "--estimator", "em", "--bootstrap", "50", "--out", "p.json"],
+     "--bootstrap: the em estimator reports no interval"),
+    (["fit", "--click-model", "dcm", "--method", "counting", "--max-iterations", "3"],
+     "--max-iterations: an option of --method em"),
 ])
-def test_bad_values_get_one_line_and_exit_code_2(tmp_path, monkeypatch, argv, message):
+def test_bad_values_get_one_line_and_exit_code_2(tmp_path, monkeypatch, capsys, argv, message):
     monkeypatch.chdir(tmp_path)
-    result = subprocess.run([sys.executable, "-m", "ultr", *argv], capture_output=True, text=True, timeout=120)
+    try:  # in-process (a subprocess per case costs a JAX import); the exit path itself is tested below
+        code = main(argv)
+    except SystemExit as exit:
+        code = exit.code
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert message in err
+    assert len([line for line in err.splitlines() if line.startswith("ultr")]) == 1, err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["simulate", "--data", DATA, "--eta", "nan", "--out", "x"], "eta must be a finite non-negative number"),
+    (["fit", "--epochs", "3", "--sessions", "1000"], "--epochs: an option of --method gradient, not em"),
+])
+def test_bad_values_exit_2_from_the_command_line(tmp_path, argv, message):
+    result = subprocess.run([sys.executable, "-m", "ultr", *argv], capture_output=True, text=True, timeout=120,
+                            cwd=tmp_path)
     assert result.returncode == 2, result.stderr
-    assert message in result.stderr
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) <= 2, result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "x").exists()
 

@@ -29,8 +29,9 @@ def add_parser(commands) -> None:
                             help=", ".join(ESTIMATORS))
     propensity.add_argument("--out", type=Path, required=True, help="output JSON file")
     propensity.add_argument("--data", help="dataset of the logs (the dla estimator trains a ranker on it)")
-    propensity.add_argument("--bootstrap", type=non_negative_int, default=200,
-                            help="bootstrap replicates (0: no intervals; default: 200)")
+    defaults = ", ".join(f"{name} {ESTIMATORS[name].default_bootstrap}" for name in ESTIMATORS)
+    propensity.add_argument("--bootstrap", type=non_negative_int,
+                            help=f"bootstrap replicates (0: no intervals; default: the estimator's: {defaults})")
     propensity.add_argument("--plot", type=Path, help="draw the estimate against the true curve to this PNG")
     propensity.add_argument("--seed", type=non_negative_int, default=0, help="default: 0")
     add_identifiability_argument(propensity)
@@ -50,9 +51,13 @@ def run(args: argparse.Namespace) -> int:
     if args.plot is not None and args.plot.suffix.lower() not in (".png", ".pdf", ".svg", ".jpg", ".jpeg"):
         raise UsageError(f"--plot {args.plot}: give a .png, .pdf, .svg or .jpg file")
     refuse_output_inside_logs(args.plot, args.logs, "--plot")
+    try:
+        replicates = ESTIMATORS[args.estimator].replicates(args.bootstrap)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     identifiability = check_identifiability("propensity", args.logs, args.require_identifiable)
     try:
-        result = estimate(args.logs, args.estimator, data=args.data, bootstrap=args.bootstrap, seed=args.seed)
+        result = estimate(args.logs, args.estimator, data=args.data, bootstrap=replicates, seed=args.seed)
     except MissingInterventionError as error:
         print(f"ultr propensity: {error}", file=sys.stderr)
         return 2
@@ -61,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
             raise
         raise UsageError(str(error)) from None
     payload = result.to_json()
+    payload["bootstrap"] = replicates
     payload["identifiability"] = identifiability
     if result.extra.get("converged") is False:
         print(f"ultr propensity: warning: the {args.estimator} fit stopped after {result.extra.get('iterations')} "

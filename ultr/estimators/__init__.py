@@ -25,8 +25,9 @@ from . import mixture  # noqa: E402, F401
 from . import models  # noqa: E402, F401
 
 
-def estimate(logs, estimator, *, data=None, bootstrap: int = 200, seed: int = 0) -> PropensityEstimate:
-    """Run one estimator (name or instance) on the click log at ``logs``."""
+def estimate(logs, estimator, *, data=None, bootstrap: int | None = None, seed: int = 0) -> PropensityEstimate:
+    """Run one estimator (name or instance) on the click log at ``logs``; ``bootstrap`` replicates for the
+    intervals (None: the estimator's default, ``Estimator.default_bootstrap``)."""
     instance = ESTIMATORS.lookup(estimator, "--estimator") if isinstance(estimator, str) else estimator
     try:
         return instance.estimate_log(logs, data=data, bootstrap=bootstrap, seed=seed)

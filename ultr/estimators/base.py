@@ -53,8 +53,8 @@ class Estimator(abc.ABC):
     needs: ClassVar[str] = "nothing beyond clicks"
     #: whether the counts must be split by the sessions' intervention code
     by_intervention: ClassVar[bool] = False
-    #: bootstrap replicates at most (each replicate refits)
-    max_bootstrap: ClassVar[int] = 200
+    #: bootstrap replicates when none are asked for (0: the estimator reports no interval)
+    default_bootstrap: ClassVar[int] = 200
     #: whether it trains a ranker on the dataset's features (then --data is needed)
     needs_data: ClassVar[bool] = False
 
@@ -66,14 +66,23 @@ class Estimator(abc.ABC):
         """Why logs simulated with ``config`` (a SimulationConfig) cannot feed this estimator (None: they can)."""
         return None
 
-    def estimate_log(self, logs, *, data=None, bootstrap: int = 200, seed: int = 0) -> PropensityEstimate:
-        """Read and count the log, then :meth:`estimate`."""
+    def replicates(self, bootstrap: int | None) -> int:
+        """The bootstrap replicates to draw: ``bootstrap`` as given, or the estimator's default for None."""
+        if bootstrap is None:
+            return self.default_bootstrap
+        if bootstrap > 0 and self.default_bootstrap == 0:
+            raise ValueError(f"--bootstrap: the {self.name} estimator reports no interval (give 0 or leave it out)")
+        return bootstrap
+
+    def estimate_log(self, logs, *, data=None, bootstrap: int | None = None, seed: int = 0) -> PropensityEstimate:
+        """Read and count the log, then :meth:`estimate` (``bootstrap`` None: the estimator's default)."""
+        bootstrap = self.replicates(bootstrap)
         counts = ClickCounts.from_log(logs, by_intervention=self.by_intervention)
         if counts.num_sessions == 0:
             raise ClickLogError("the click log has no sessions")
         if counts.total_clicks == 0:
             raise ClickLogError("the click log has no clicks: there is nothing to estimate propensities from")
-        return self.estimate(counts, bootstrap=min(bootstrap, self.max_bootstrap), seed=seed)
+        return self.estimate(counts, bootstrap=bootstrap, seed=seed)
 
     def missing(self, detail: str = "this log has none") -> MissingInterventionError:
         return MissingInterventionError(f"the {self.name} estimator needs {self.needs}; {detail}")

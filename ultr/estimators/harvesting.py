@@ -52,7 +52,7 @@ def _pair_ratios(n: np.ndarray, c: np.ndarray, doc_weights: np.ndarray | None = 
 
 class _Harvesting(Estimator):
     needs = HARVESTING_NEEDS
-    max_bootstrap = 100
+    default_bootstrap = 100
 
     def simulation_problem(self, config):
         return None if shows_documents_at_several_ranks(config) else f"the {self.name} estimator needs {self.needs}"

@@ -47,7 +47,7 @@ class TrustBiasMixture(Estimator):
 
     name = "trust-bias"
     needs = HARVESTING_NEEDS
-    max_bootstrap = 30
+    default_bootstrap = 30
 
     def simulation_problem(self, config):
         return None if shows_documents_at_several_ranks(config) else f"the {self.name} estimator needs {self.needs}"

@@ -15,7 +15,7 @@ class PBMExpectationMaximisation(Estimator):
 
     name = "em"
     needs = "documents seen at several ranks (any intervention or several policies); identifiable only then"
-    max_bootstrap = 0
+    default_bootstrap = 0
 
     def estimate(self, counts, *, bootstrap=0, seed=0):
         # EM crawls: stop on the parameters, not on a relative likelihood gain (that stops ~1e-3 short)
@@ -32,12 +32,13 @@ class DualLearning(Estimator):
     name = "dla"
     needs = "the dataset the logs were simulated from (--data): DLA trains a ranker on its features"
     needs_data = True
-    max_bootstrap = 0
+    default_bootstrap = 0
 
     def estimate(self, counts, *, bootstrap=0, seed=0):  # pragma: no cover - needs features, see estimate_log
         raise TypeError("the dla estimator trains a ranker: use estimate_log(logs, data=...)")
 
-    def estimate_log(self, logs, *, data=None, bootstrap=0, seed=0, epochs: int = 2):
+    def estimate_log(self, logs, *, data=None, bootstrap=None, seed=0, epochs: int = 2):
+        self.replicates(bootstrap)  # refuses a positive --bootstrap
         from click_models.logs import count_sessions
         from simulators.datasets import load_dataset
 
