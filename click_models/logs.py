@@ -543,10 +543,18 @@ def _to_padded(batch: pa.RecordBatch, batch_size: int, K: int, where: str) -> Cl
         out[:n] = batch.column(name).to_numpy(zero_copy_only=False)
         return out
 
+    padded_doc_ids = _pad(doc_ids, slot, rows, B, K, np.int64)
+    ordered = np.sort(np.where(mask, padded_doc_ids, np.iinfo(np.int64).min), axis=1)
+    repeated = (ordered[:, 1:] == ordered[:, :-1]) & (ordered[:, 1:] != np.iinfo(np.int64).min)
+    if repeated.any():  # one document at two ranks of one session: its cells would count it twice
+        bad = int(np.flatnonzero(repeated.any(axis=1))[0])
+        doc = int(ordered[bad, 1:][repeated[bad]][0])
+        raise ClickLogError(f"{where}: session {batch.column('session_id')[bad].as_py()} lists doc_id {doc} "
+                            "more than once")
     result = ClickLogBatch(
         session_id=column("session_id", np.int64),
         query_id=column("query_id", np.int64),
-        doc_ids=_pad(doc_ids, slot, rows, B, K, np.int64),
+        doc_ids=padded_doc_ids,
         clicks=_pad(clicks, slot, rows, B, K, bool),
         mask=mask,
         row_valid=row_valid,
@@ -561,6 +569,9 @@ def _to_padded(batch: pa.RecordBatch, batch_size: int, K: int, where: str) -> Cl
                 sid = batch.column("session_id")[bad].as_py()
                 raise ClickLogError(f"{where}: session {sid}: {name} does not list one value per document")
     if "labels" in names:
+        grades = pc.min_max(pc.list_flatten(batch.column("labels"))).as_py()
+        if grades["min"] is not None and not 0 <= grades["min"] <= grades["max"] <= 127:
+            raise ClickLogError(f"{where}: labels must be grades in 0..127, found {grades['min']}..{grades['max']}")
         result.labels = _pad(batch.column("labels"), slot, rows, B, K, np.int8)
     if "examination" in names:
         result.examination = _pad(batch.column("examination"), slot, rows, B, K, np.float32)

@@ -189,8 +189,9 @@ def test_registry_lists_and_explains_licences(capsys):
     assert main(["datasets", "download", "yahoo-set2"]) == 1
     err = capsys.readouterr().err
     assert "cannot be downloaded automatically" in err and "webscope" in err
-    assert main(["datasets", "download", "nope"]) == 1
-    assert "unknown dataset 'nope'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as unknown:  # a usage error: exit 2
+        main(["datasets", "download", "nope"])
+    assert unknown.value.code == 2 and "unknown dataset 'nope'" in capsys.readouterr().err
     with pytest.raises(registry.DownloadError, match="is not downloaded"):
         load_dataset("mslr-web10k")
 

@@ -27,7 +27,7 @@ def small_log(n=10, K=4, seed=0):
     return dict(
         session_id=np.arange(n) + 100,
         query_id=rng.integers(0, 3, n),
-        doc_ids=rng.integers(0, 50, (n, K)),
+        doc_ids=np.argsort(rng.uniform(size=(n, 50)), axis=1)[:, :K],  # distinct documents per session
         clicks=rng.uniform(size=(n, K)) < 0.3,
         mask=mask,
         labels=rng.integers(0, 5, (n, K)),

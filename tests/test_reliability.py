@@ -380,6 +380,7 @@ def test_a_log_without_clicks_says_nothing_can_be_learned(tmp_path, capsys):
     ("[training]\nhidden = [0]\n", "hidden: must be integers in 1..65536"),
     ("[training]\nlearning_rate = -1.0\n", "learning_rate: must be non-negative"),
     ("metrics = ['ndcg@0']\n", "metrics[0]"),
+    ("# nothing but a comment\n", "the config is empty"),
     ("[simulation]\ntemperature = 2.0\n", "simulation.temperature: has no effect"),
     ("[simulation]\npolicies = [['uniform'], ['noisy-oracle']]\nproduction_fraction = 0.5\n",
      "simulation.production_fraction: has no effect"),
@@ -441,3 +442,19 @@ def test_the_log_cache_of_run_is_keyed_on_content_not_path():
     other = synthetic_dataset(num_queries=20, docs_per_query=5, num_features=6, seed=1)
     assert _logs_key(one, config, 100, 0) == _logs_key(one, config, 100, 0)
     assert _logs_key(one, config, 100, 0) != _logs_key(other, config, 100, 0)
+
+
+def test_hand_made_logs_with_repeated_documents_or_negative_grades_are_refused(tmp_path):
+    from click_models.logs import atomic_write_parquet, iter_click_log, sessions_to_table
+
+    docs = np.array([[0, 1, 2], [3, 3, 4], [5, 6, 7]])
+    atomic_write_parquet(sessions_to_table(np.arange(3), np.zeros(3), docs, np.zeros((3, 3), bool)),
+                         tmp_path / "repeated" / "part-0.parquet")
+    with pytest.raises(ClickLogError, match="session 1 lists doc_id 3 more than once"):
+        list(iter_click_log(tmp_path / "repeated"))
+    labels = np.array([[0, 1, -1], [0, 0, 0], [1, 1, 1]])
+    docs[1, 1] = 8
+    atomic_write_parquet(sessions_to_table(np.arange(3), np.zeros(3), docs, np.zeros((3, 3), bool), labels=labels),
+                         tmp_path / "negative" / "part-0.parquet")
+    with pytest.raises(ClickLogError, match="labels must be grades in 0..127, found -1..1"):
+        list(iter_click_log(tmp_path / "negative", columns=["labels"]))

@@ -48,6 +48,7 @@ import pandas as pd
 
 from typing import Callable
 
+from click_models.identifiability import rank_graph_of_log
 from click_models.logs import atomic_write_json, atomic_write_text
 from simulators.simulation import SimulationConfig, Simulator, simulation_config
 
@@ -96,6 +97,8 @@ def load_config(path: str | Path | None) -> dict:
         config = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as error:
         raise ConfigError(f"{path}: {error}") from None
+    if not config:  # most likely the wrong file; the built-in default is `ultr run` without one
+        raise ConfigError(f"{path}: the config is empty; run `ultr run` without a file for the built-in default")
     config.setdefault("name", path.stem)
     return config
 
@@ -360,11 +363,18 @@ def run_experiment(config: dict, out_root: Path = Path("runs"), progress: bool =
             truth = true_examination(logs)
             if truth is not None and not truths:
                 truths.append(truth.tolist())
+            identifiable = None
+            if resolved["estimators"] or any(LEARNERS[learner].estimates for learner in resolved["learners"]):
+                graph = rank_graph_of_log(logs)  # Hager et al. (ICTIR 2025): can this log identify position bias?
+                identifiable = graph.connected
+                if not identifiable:
+                    say(f"    warning: {graph.warning()}")
             for estimator in resolved["estimators"]:
                 result = estimate(logs, estimator, data=data, bootstrap=0, seed=seed)
                 error = float(np.nanmax(np.abs(result.examination - truth))) if truth is not None else None
                 propensities.append({**point, "seed": seed, "estimator": estimator,
-                                     "examination": result.examination.tolist(), "max_abs_error": error})
+                                     "examination": result.examination.tolist(), "max_abs_error": error,
+                                     "identifiable": identifiable})
                 say(f"    {estimator:>12}: max error {error:.4f}" if error is not None else f"    {estimator}")
             for learner in resolved["learners"]:
                 train_config = _train_config(resolved["training"], learner, seed)
@@ -375,7 +385,8 @@ def run_experiment(config: dict, out_root: Path = Path("runs"), progress: bool =
                 if result.propensities is not None and LEARNERS[learner].estimates == "propensities":
                     error = float(np.max(np.abs(np.array(result.propensities) - truth))) if truth is not None else None
                     propensities.append({**point, "seed": seed, "estimator": learner,
-                                         "examination": result.propensities, "max_abs_error": error})
+                                         "examination": result.propensities, "max_abs_error": error,
+                                         "identifiable": identifiable})
                 say(f"    {learner:>14}: " + ", ".join(f"{m} {row[m]:.4f}" for m in resolved["metrics"]
                                                     if row[m] is not None))
             finished.add(key)

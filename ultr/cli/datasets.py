@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from .common import UsageError
+
 
 def add_parser(commands) -> None:
     datasets = commands.add_parser("datasets", help="list and download public learning-to-rank datasets")
@@ -36,8 +38,11 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_download(args: argparse.Namespace) -> int:
-    from simulators.registry import DownloadError, data_dir, download, info, is_downloaded, sha256_of, verify_files
+    from simulators.registry import (DATASETS, DownloadError, data_dir, download, info, is_downloaded, sha256_of,
+                                     verify_files)
 
+    if args.name not in DATASETS:  # a bad argument, not a failed download
+        raise UsageError(f"unknown dataset {args.name!r}; known: {', '.join(sorted(DATASETS))}")
     try:
         entry = info(args.name)
         if entry.url is None and args.url is None and is_downloaded(entry.name, args.dir):
