@@ -56,9 +56,11 @@ def main():
     parser.add_argument("--learners", nargs="+", choices=LEARNER_NAMES, default=LEARNER_NAMES)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "results")
     parser.add_argument("--report-only", action="store_true", help="rewrite the report from the saved JSON")
+    parser.add_argument("--report-name", default="dla_reproduction",
+                        help="the report's file name in --out, without .md (default: dla_reproduction)")
     args = parser.parse_args()
     if args.report_only:
-        saved = json.loads((args.out / "dla_reproduction.json").read_text())
+        saved = json.loads((args.out / f"{args.report_name}.json").read_text())
         vars(args).update(saved.get("settings", {}))
         write_report(saved["runs"], args)
         return
@@ -117,9 +119,14 @@ def write_report(results, args):
         + ", batch 256), keeping the ranker with the best validation nDCG@10. Test metrics over "
         "queries with at least one relevant document; mean ± standard deviation over seeds.",
         "",
-        "Regenerate: `python experiments/dla_reproduction.py` (about 25 minutes on a 2-core CPU with "
-        "`--datasets mq2008` and `--datasets yahoo` in two processes; `--report-only` rewrites this page "
-        "from the JSON beside it). Why DLA's propensities miss on some seeds, and what was tried: "
+        ("Regenerate: `python experiments/dla_reproduction.py` (about 25 minutes on a 2-core CPU with "
+         "`--datasets mq2008` and `--datasets yahoo` in two processes; `--report-only` rewrites this page "
+         "from the JSON beside it)." if args.report_name == "dla_reproduction" else
+         f"Regenerate: `python experiments/dla_reproduction.py --datasets {' '.join(args.datasets)} --seeds "
+         f"{' '.join(map(str, args.seeds))} --sessions {args.sessions} --epochs {args.epochs} --learners "
+         f"{' '.join(args.learners)} --report-name {args.report_name}` (one process per seed with its own --work, "
+         "then `--report-only` on a --work holding the merged runs JSON).")
+        + " Why DLA's propensities miss on some seeds, and what was tried: "
         "[docs/learners.md](../learners.md#reproducing-the-dla-papers-comparison).",
         "",
     ]
@@ -177,9 +184,9 @@ def write_report(results, args):
         summary[name] = {"mean_ndcg@10": mean, "gap_closed": closed, "dla_max_error": list(map(float, error)),
                          "dla_mean_curve_error": mean_error}
     args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text("\n".join(lines) + "\n", args.out / "dla_reproduction.md")
+    atomic_write_text("\n".join(lines) + "\n", args.out / f"{args.report_name}.md")
     settings = {k: getattr(args, k) for k in ("seeds", *SETTINGS)}
-    atomic_write_json({"settings": settings, "runs": results, "summary": summary}, args.out / "dla_reproduction.json")
+    atomic_write_json({"settings": settings, "runs": results, "summary": summary}, args.out / f"{args.report_name}.json")
     print("\n".join(lines))
 
 
