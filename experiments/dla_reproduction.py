@@ -106,6 +106,7 @@ def main():
 
 
 def write_report(results, args):
+    args.report_name = getattr(args, "report_name", "dla_reproduction")
     truth = DLA_EXAMINATION / DLA_EXAMINATION[0]
     ranker = "linear ranker" if args.ranker == "linear" else f"MLP ranker ({args.hidden}, ELU)"
     lines = [
