@@ -148,7 +148,7 @@ def aggregate_cells_from_arrays(batches: Iterable[tuple], num_documents: int, li
     num_cells = (num_documents + 1) * K * R
     for batch in batches:
         doc, clicks, mask, intervention = batch[:4]
-        weights = batch[4] if len(batch) > 4 else None
+        weights = np.asarray(batch[4], np.float64) if len(batch) > 4 else None
         doc, mask = np.asarray(doc, np.int64), np.asarray(mask, bool)
         clicks = np.asarray(clicks)
         if clicks.dtype.kind == "f":
@@ -159,7 +159,7 @@ def aggregate_cells_from_arrays(batches: Iterable[tuple], num_documents: int, li
             clicks = clicks.astype(bool) & mask
             click_values = clicks.astype(np.float64)
         if weights is not None:
-            click_values = click_values * np.asarray(weights, np.float64)[:, None]
+            click_values = click_values * weights[:, None]
         nonempty = mask.any(axis=1)
         code = np.zeros(len(doc), np.int64) if intervention is None else np.asarray(intervention, np.int64)
         for value, count in zip(*np.unique(code[nonempty], return_counts=True)):
@@ -168,7 +168,7 @@ def aggregate_cells_from_arrays(batches: Iterable[tuple], num_documents: int, li
         rank = np.broadcast_to(np.arange(K), doc.shape)
         cell = ((doc * K + rank) * R + previous)[mask]
         c = click_values[mask]
-        shown = None if weights is None else np.broadcast_to(np.asarray(weights, np.float64)[:, None], doc.shape)[mask]
+        shown = None if weights is None else np.broadcast_to(weights[:, None], doc.shape)[mask]
         if by_intervention:
             # intervention codes are small non-negative integers: code c owns the c-th block of cells
             if code.size and code.min() < 0:

@@ -201,6 +201,12 @@ class SimulationConfig:
 KEY_ALIASES = {"policy": "policies"}
 
 
+def simulation_field(key: str) -> str:
+    """The SimulationConfig field of an option key (``-`` or ``_``, ``policy`` for ``policies``)."""
+    field = key.replace("-", "_")
+    return KEY_ALIASES.get(field, field)
+
+
 def unused_simulation_reason(field: str, config: SimulationConfig) -> str | None:
     """Why the option ``field`` has no effect on ``config`` (None when it is used).
 
@@ -230,8 +236,7 @@ def simulation_config(values, *, name=lambda key: key, strict: bool = True) -> S
     fields = {f.name for f in dataclasses.fields(SimulationConfig)}
     out = {}
     for key, value in values.items():
-        field = key.replace("-", "_")
-        field = KEY_ALIASES.get(field, field)
+        field = simulation_field(key)
         if field not in fields:
             raise ValueError(f"{name(key)}: unknown key {key!r}; known: {', '.join(sorted(fields))}")
         if field == "policies" and isinstance(value, str):
@@ -247,8 +252,7 @@ def simulation_config(values, *, name=lambda key: key, strict: bool = True) -> S
         raise ValueError(str(error)) from None
     if strict:
         for key in values:
-            field = KEY_ALIASES.get(key.replace("-", "_"), key.replace("-", "_"))
-            reason = unused_simulation_reason(field, config)
+            reason = unused_simulation_reason(simulation_field(key), config)
             if reason is not None:
                 raise ValueError(f"{name(key)}: has no effect: {reason}")
     return config

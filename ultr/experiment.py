@@ -298,11 +298,10 @@ def validate(config: dict) -> list[dict]:
 
 def _check_simulation_keys(section: dict, simulations: list[SimulationConfig]) -> None:
     """A ``[simulation]`` key that has no effect at any grid point is an error (it would be silently ignored)."""
-    from simulators.simulation import KEY_ALIASES, unused_simulation_reason
+    from simulators.simulation import simulation_field, unused_simulation_reason
 
     for key in section:
-        field = KEY_ALIASES.get(key.replace("-", "_"), key.replace("-", "_"))
-        reasons = [unused_simulation_reason(field, simulation) for simulation in simulations]
+        reasons = [unused_simulation_reason(simulation_field(key), simulation) for simulation in simulations]
         if reasons and all(reasons):
             raise ConfigError(f"simulation.{key}: has no effect: {reasons[0]}")
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from click_models import CLICK_MODELS
+from click_models._base import RANK, RANK_RANK
 from click_models.fit_log import FITTING_METHODS
 
 from .common import (UsageError, add_identifiability_argument, check_identifiability, fraction, non_negative_int,
@@ -85,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"no --logs given: simulating {sessions:,} sessions of the built-in toy log with {model.name}")
         logs = write_toy_log(model, out / "logs", sessions, seed=args.seed)
     identifiability = None
-    if any(kind in ("rank", "rank_rank") for kind in model.parameter_kinds.values()):  # a position effect
+    if any(kind in (RANK, RANK_RANK) for kind in model.parameter_kinds.values()):  # a position effect
         identifiability = check_identifiability("fit", logs, args.require_identifiable)
     elif args.require_identifiable:
         raise UsageError(f"--require-identifiable: the {model.name} click model has no per-rank parameter")

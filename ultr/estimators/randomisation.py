@@ -1,7 +1,7 @@
 """Estimators from click-through rates per rank: plain CTR, RandTop-k and swap interventions.
 
-Bootstrap: the clicked and the unclicked impressions of each rank are
-resampled as Poisson counts (the Poisson bootstrap over sessions, cell by cell).
+Bootstrap: the clicked and the unclicked impressions of each (query, document, rank)
+cell are resampled as Poisson counts (the Poisson bootstrap over sessions, cell by cell).
 """
 
 from __future__ import annotations
@@ -11,15 +11,6 @@ import numpy as np
 from click_models.counts import ClickCounts
 
 from .base import Estimator, PropensityEstimate, normalise, percentiles, register_estimator
-
-
-def _replicates(clicks: np.ndarray, impressions: np.ndarray, bootstrap: int, rng) -> tuple[np.ndarray, np.ndarray]:
-    """``[B + 1, ...]`` click and impression totals: the observed ones, then Poisson replicates."""
-    c = np.asarray(clicks, np.float64)
-    u = np.asarray(impressions, np.float64) - c
-    c_rep = rng.poisson(c, (bootstrap,) + c.shape).astype(np.float64)
-    u_rep = rng.poisson(u, (bootstrap,) + u.shape).astype(np.float64)
-    return np.concatenate([c[None], c_rep]), np.concatenate([(c + u)[None], c_rep + u_rep])
 
 
 def _ratio(numerator, denominator):
@@ -43,14 +34,15 @@ def _matched_ratio(group: np.ndarray, rank: np.ndarray, target: np.ndarray, refe
     rng = np.random.default_rng(seed)
     clicks = np.asarray(clicks, np.float64)
     unclicked = np.asarray(impressions, np.float64) - clicks
+    target_slot, reference_group = slot[target], group[reference]
     out = np.empty((bootstrap + 1, K))
     for b in range(bootstrap + 1):  # one replicate at a time: memory follows the cells, not B x cells
         c = clicks if b == 0 else rng.poisson(clicks).astype(np.float64)
         n = c + (unclicked if b == 0 else rng.poisson(unclicked))
-        ct = np.bincount(slot[target], weights=c[target], minlength=G * K).reshape(G, K)
-        nt = np.bincount(slot[target], weights=n[target], minlength=G * K).reshape(G, K)
-        rc = np.bincount(group[reference], weights=c[reference], minlength=G)
-        rn = np.bincount(group[reference], weights=n[reference], minlength=G)
+        ct = np.bincount(target_slot, weights=c[target], minlength=G * K).reshape(G, K)
+        nt = np.bincount(target_slot, weights=n[target], minlength=G * K).reshape(G, K)
+        rc = np.bincount(reference_group, weights=c[reference], minlength=G)
+        rn = np.bincount(reference_group, weights=n[reference], minlength=G)
         has_reference = rn > 0
         r = np.where(has_reference, rc / np.where(has_reference, rn, 1.0), 0.0)
         out[b] = _ratio((ct * has_reference[:, None]).sum(axis=0), (nt * r[:, None]).sum(axis=0))
