@@ -15,7 +15,13 @@ column              type                  meaning
 ``examination``     list<float32>, opt.   true examination probability (simulated)
 ``policy``          int32, opt.           logging policy id
 ``intervention``    int32, opt.           intervention id (0 = none)
-``dwell_time``      list<float32>, opt.   real-log extra
+``dwell_time``      list<float32>, opt.   seconds on the clicked result (real logs)
+``displayed_time``  list<float32>, opt.   seconds the result was on screen (Baidu-ULTR)
+``media_type``      list<int32>, opt.     result type (Baidu-ULTR multimedia type)
+``serp_height``     list<int32>, opt.     the result's height in pixels (Baidu-ULTR)
+``slipoff_count``   list<int32>, opt.     scrolls past the result (Baidu-ULTR)
+``skip``            list<bool>, opt.      the result was skipped (Baidu-ULTR)
+``related_searches``  list<bool>, opt.    a "what other people searched" box (Baidu-ULTR)
 ==================  ====================  =========================================
 
 Reading streams record batches into fixed-size padded numpy batches
@@ -56,6 +62,12 @@ OPTIONAL_COLUMNS = {
     "policy": pa.int32(),
     "intervention": pa.int32(),
     "dwell_time": pa.list_(pa.float32()),
+    "displayed_time": pa.list_(pa.float32()),
+    "media_type": pa.list_(pa.int32()),
+    "serp_height": pa.list_(pa.int32()),
+    "slipoff_count": pa.list_(pa.int32()),
+    "skip": pa.list_(pa.bool_()),
+    "related_searches": pa.list_(pa.bool_()),
 }
 LIST_SIZE_METADATA_KEY = b"ultr.list_size"
 
@@ -181,6 +193,8 @@ def follow_umask(path: str | os.PathLike, directory: bool = False) -> None:
 
 # ---------------------------------------------------------------------- manifest, staging, locks
 MANIFEST_NAME = "manifest.json"
+#: present while a converter writes a log directory; readers refuse the directory until it is gone
+INCOMPLETE_NAME = "INCOMPLETE"
 SIMULATION_METADATA_NAME = "simulation.json"
 MANIFEST_FORMAT = 1
 _verified: dict[tuple, bool] = {}  # (file, size, mtime) whose checksum matched in this process
@@ -411,6 +425,9 @@ def click_log_files(path: str | os.PathLike) -> list[Path]:
     """The Parquet files of a click log (a file, or a directory of ``*.parquet``)."""
     path = Path(path)
     if path.is_dir():
+        if (path / INCOMPLETE_NAME).exists():
+            raise ClickLogError(f"{path}: the conversion that writes this log has not finished ({INCOMPLETE_NAME} "
+                                "is there); rerun it to finish")
         files = sorted(p for p in path.rglob("*.parquet") if not p.name.startswith("."))
         if (path / MANIFEST_NAME).exists():
             verify_log_directory(path, files)
@@ -471,6 +488,11 @@ def infer_list_size(path: str | os.PathLike) -> int:
             continue
         schema = pq.read_schema(file)
         column = "positions" if "positions" in schema.names else "doc_ids"
+        if column == "positions":  # the row groups' statistics hold the largest rank
+            largest = _statistics_max(pq.ParquetFile(file).metadata, "positions")
+            if largest is not None:
+                sizes.append(largest)
+                continue
         for batch in pq.ParquetFile(file).iter_batches(columns=[column]):
             array = batch.column(0)
             if column == "positions":
@@ -479,6 +501,22 @@ def infer_list_size(path: str | os.PathLike) -> int:
             else:
                 sizes.append(int(pc.max(pc.list_value_length(array)).as_py() or 0))
     return max(sizes) if sizes else 0
+
+
+def _statistics_max(metadata, column: str) -> int | None:
+    """The largest value of a list column's leaf in every row group's statistics (None when one lacks them)."""
+    leaf = next((i for i in range(metadata.num_columns)
+                 if metadata.schema.column(i).path.split(".")[0] == column), None)
+    if leaf is None:
+        return None
+    largest = 0
+    for group in range(metadata.num_row_groups):
+        chunk = metadata.row_group(group).column(leaf)
+        if chunk.num_values and not (chunk.statistics is not None and chunk.statistics.has_min_max):
+            return None
+        if chunk.num_values and chunk.statistics.max is not None:
+            largest = max(largest, int(chunk.statistics.max))
+    return largest
 
 
 def count_clicks(path: str | os.PathLike) -> int:

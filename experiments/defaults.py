@@ -6,12 +6,16 @@ candidate setting. Reports test nDCG@10 (mean over seeds) and whether IPS (oracl
 Naive. The chosen setting became the default of ``ultr train`` and ``ultr run``.
 Writes docs/results/defaults.md.
 
-Run: python experiments/defaults.py [--sessions 200000] [--seeds 0 1]
+Each (dataset, seed, setting, learner) result is kept in docs/results/defaults.json, so a run resumes where an
+earlier one stopped and more seeds can be added later; the table averages the seeds asked for.
+
+Run: python experiments/defaults.py [--sessions 100000] [--seeds 0 1 2] [--settings NAME ...]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import time
 from pathlib import Path
@@ -31,14 +35,14 @@ DATASETS = {
     "MSLR-WEB sample": str(SHARED / "mslr-web-sample"),
     "synthetic": "synthetic",
 }
-#: candidate settings: TrainConfig keys (DLA also gets its own keys)
+#: candidate settings: short name -> (description, TrainConfig keys)
 SETTINGS = {
-    "before (MLP 512-256-128, AdamW 1e-3, 1 pass)": {
-        "ranker": "mlp", "hidden": (512, 256, 128), "optimizer": "adamw", "learning_rate": 1e-3, "epochs": 1},
-    "MLP 64-32, Adagrad 0.05, 3 passes": {
-        "ranker": "mlp", "hidden": (64, 32), "optimizer": "adagrad", "learning_rate": 0.05, "epochs": 3},
-    "linear, Adagrad 0.05, 3 passes": {
-        "ranker": "linear", "optimizer": "adagrad", "learning_rate": 0.05, "epochs": 3},
+    "before": ("before (MLP 512-256-128, AdamW 1e-3, 1 pass)", {
+        "ranker": "mlp", "hidden": (512, 256, 128), "optimizer": "adamw", "learning_rate": 1e-3, "epochs": 1}),
+    "mlp-adagrad": ("MLP 64-32, Adagrad 0.05, 3 passes", {
+        "ranker": "mlp", "hidden": (64, 32), "optimizer": "adagrad", "learning_rate": 0.05, "epochs": 3}),
+    "linear-adagrad": ("linear, Adagrad 0.05, 3 passes", {
+        "ranker": "linear", "optimizer": "adagrad", "learning_rate": 0.05, "epochs": 3}),
 }
 LEARNERS = ["naive", "ips", "dla", "skyline"]
 
@@ -57,33 +61,54 @@ def config_of(learner: str, setting: dict, seed: int) -> TrainConfig:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sessions", type=int, default=200_000)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--datasets", nargs="+", default=list(DATASETS))
+    parser.add_argument("--sessions", type=int, default=100_000)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--datasets", nargs="+", choices=list(DATASETS), default=list(DATASETS)[:3])
+    parser.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(SETTINGS))
+    parser.add_argument("--report-only", action="store_true", help="write the table from the saved results")
     parser.add_argument("--work", type=Path, default=Path("/tmp/ultr-defaults"))
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "results" / "defaults.md")
     args = parser.parse_args()
     started = time.perf_counter()
-    results: dict[tuple[str, str, str], list[float]] = {}
+    store = args.out.with_suffix(".json")
+    saved = json.loads(store.read_text()) if store.exists() else {}
+
+    def key(name, seed, setting_name, learner):
+        return f"{name} | sessions {args.sessions} | seed {seed} | {SETTINGS[setting_name][0]} | {learner}"
+
     for name in args.datasets:
-        dataset = load_dataset(DATASETS[name])
+        dataset = None
         for seed in args.seeds:
+            missing = [(s, l) for s in args.settings for l in LEARNERS if key(name, seed, s, l) not in saved]
+            if not missing or args.report_only:
+                continue
+            dataset = dataset or load_dataset(DATASETS[name])
             logs = args.work / f"{name.replace(' ', '-')}-{seed}"
             Simulator(dataset, SimulationConfig(), seed=seed).run(logs, args.sessions, progress=False, overwrite=True)
-            for setting_name, setting in SETTINGS.items():
-                for learner in LEARNERS:
-                    result = train(logs, dataset, config_of(learner, setting, seed), progress=False)
-                    results.setdefault((name, setting_name, learner), []).append(result.test["ndcg@10"])
-                    print(f"{name} seed {seed} | {setting_name} | {learner}: {result.test['ndcg@10']:.4f} "
-                          f"({time.perf_counter() - started:.0f}s)", flush=True)
+            for setting_name, learner in missing:
+                run_started = time.perf_counter()
+                result = train(logs, dataset, config_of(learner, SETTINGS[setting_name][1], seed), progress=False)
+                saved[key(name, seed, setting_name, learner)] = {
+                    "ndcg@10": result.test["ndcg@10"], "seconds": round(time.perf_counter() - run_started, 1)}
+                atomic_write_text(json.dumps(saved, indent=1, sort_keys=True) + "\n", store)
+                print(f"{name} seed {seed} | {setting_name} | {learner}: {result.test['ndcg@10']:.4f} "
+                      f"({time.perf_counter() - started:.0f}s)", flush=True)
             shutil.rmtree(logs)
     rows = []
+    seconds = 0.0
     for name in args.datasets:
-        for setting_name in SETTINGS:
-            means = {learner: float(np.mean(results[(name, setting_name, learner)])) for learner in LEARNERS}
+        for setting_name in args.settings:
+            seeds = [seed for seed in args.seeds
+                     if all(key(name, seed, setting_name, learner) in saved for learner in LEARNERS)]
+            if not seeds:
+                continue
+            cells = {learner: [saved[key(name, seed, setting_name, learner)] for seed in seeds]
+                     for learner in LEARNERS}
+            seconds += sum(cell["seconds"] or 0.0 for column in cells.values() for cell in column)
+            means = {learner: float(np.mean([cell["ndcg@10"] for cell in cells[learner]])) for learner in LEARNERS}
             beats = "yes" if means["ips"] > means["naive"] and means["dla"] > means["naive"] else "no"
-            rows.append(f"| {name} | {setting_name} | " + " | ".join(f"{means[l]:.4f}" for l in LEARNERS)
-                        + f" | {beats} |")
+            rows.append(f"| {name} | {SETTINGS[setting_name][0]} | {', '.join(map(str, seeds))} | "
+                        + " | ".join(f"{means[l]:.4f}" for l in LEARNERS) + f" | {beats} |")
     text = "\n".join([
         "# Training defaults: which settings let IPS and DLA beat Naive without tuning",
         "",
@@ -92,10 +117,11 @@ def main():
         "uses the oracle propensities; every other option is the learner's default.",
         "",
         f"Regenerate: `python experiments/defaults.py --sessions {args.sessions} --seeds "
-        f"{' '.join(map(str, args.seeds))}` ({time.perf_counter() - started:.0f} s on a 2-core CPU).",
+        f"{' '.join(map(str, args.seeds))}` ({seconds:.0f} s of training on a 2-core CPU; results are kept "
+        f"per seed in `{store.name}`).",
         "",
-        "| dataset | setting | naive | IPS | DLA | skyline | IPS and DLA beat naive |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| dataset | setting | seeds | naive | IPS | DLA | skyline | IPS and DLA beat naive |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
         *rows,
         "",
     ])

@@ -145,6 +145,12 @@ class Dataset:
     vali: RankingData
     test: RankingData
     max_label: int
+    #: query_id -> group name, for metrics per group (Baidu-ULTR's query-frequency groups)
+    query_groups: dict | None = None
+    #: False when the train split's labels are unknown (a real log's documents): label learners are refused
+    train_labels: bool = True
+    #: the test metrics this dataset's benchmark reports (default: ultr.training.TEST_METRICS)
+    test_metrics: tuple | None = None
 
     @property
     def num_features(self) -> int:
@@ -351,9 +357,16 @@ def fingerprint(data: "RankingData") -> str:
 
 def load_dataset(spec: str, normalize: str | None = None, data_dir: str | os.PathLike | None = None) -> Dataset:
     """Resolve ``spec``: ``synthetic`` (or ``synthetic:queries=N,docs=N,features=N,seed=N``),
-    a LETOR file or fold directory, or a registry name (see :mod:`simulators.registry`) already downloaded to ``data_dir``."""
+    ``baidu:DIR`` (a converted Baidu-ULTR directory; ``baidu:DIR:lexical`` names the feature set), a LETOR file or fold directory, or a registry name (see :mod:`simulators.registry`) already downloaded to ``data_dir``."""
     if spec == "synthetic" or spec.startswith("synthetic:"):
         return synthetic_dataset(**_synthetic_options(spec))
+    if spec.startswith("baidu:"):
+        from .baidu import FEATURE_SETS, load_baidu_dataset
+
+        target, _, features = spec[len("baidu:"):].rpartition(":")
+        if not target or features not in FEATURE_SETS:  # no feature set named: the whole rest is the path
+            target, features = spec[len("baidu:"):], "lexical"
+        return load_baidu_dataset(target, features)
     path = Path(spec)
     if path.exists():
         return load_letor_dataset(path, normalize=normalize)

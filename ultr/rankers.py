@@ -35,7 +35,7 @@ class MLPRanker(nnx.Module):
 
     options: tuple[str, ...] = ("hidden", "dropout")
 
-    def __init__(self, num_features: int, hidden: Sequence[int] = (512, 256, 128), dropout: float = 0.0, *,
+    def __init__(self, num_features: int, hidden: Sequence[int] = (64, 32), dropout: float = 0.0, *,
                  rngs: nnx.Rngs):
         sizes = [num_features, *hidden]
         self.layers = nnx.List([nnx.Linear(i, o, rngs=rngs) for i, o in zip(sizes[:-1], sizes[1:])])
@@ -51,7 +51,7 @@ class MLPRanker(nnx.Module):
         return self.out(x)[..., 0]
 
 
-def make_ranker(kind, num_features: int, hidden: Sequence[int] = (512, 256, 128), dropout: float = 0.0,
+def make_ranker(kind, num_features: int, hidden: Sequence[int] = (64, 32), dropout: float = 0.0,
                 seed: int = 0) -> nnx.Module:
     """A ranker of :data:`RANKERS` (class or name) for ``num_features`` features."""
     cls = RANKERS.resolve(kind) if not isinstance(kind, str) else RANKERS.lookup(kind, "ranker")

@@ -49,25 +49,28 @@ def _metric_ok(name: str) -> bool:
 class TrainConfig:
     """Options of ``ultr train`` and of ``[training]`` in ``ultr run`` configs (see ``docs/learners.md``).
 
+    The defaults (MLP 64-32, Adagrad 0.05, three passes) are the setting under which IPS and DLA beat Naive on
+    MQ2008, the MSLR-WEB and the Yahoo samples (``docs/results/defaults.md``).
+
     The learner's own hyperparameters (its ``Options``) go in ``learner_options``.
     """
 
     learner: str = option("dla", "the counterfactual learner", choices=lambda: LEARNERS)
     ranker: str = option("mlp", "the ranker", choices=lambda: RANKERS)
-    hidden: tuple[int, ...] = option((512, 256, 128), "MLP layer sizes (comma-separated)",
+    hidden: tuple[int, ...] = option((64, 32), "MLP layer sizes (comma-separated)",
                                      check=lambda v: 1 <= v <= 65_536, requirement="integers in 1..65536")
     dropout: float = option(0.0, "MLP dropout rate", check=fraction, requirement="in [0, 1)")
     loss: str | None = option(None, "ranking loss (default: the learner's)", choices=lambda: LOSSES)
     batch_size: int = option(256, "sessions per training step", check=lambda v: 1 <= v <= 1_048_576,
                              requirement="in 1..1048576")
-    learning_rate: float = option(1e-3, "learning rate of the ranker", check=non_negative,
+    learning_rate: float = option(0.05, "learning rate of the ranker", check=non_negative,
                                   requirement="non-negative")
     bias_learning_rate: float | None = option(None, "learning rate of the bias model (dla propensities, two-tower "
                                               "bias; default: --learning-rate)", check=positive,
                                               requirement="positive")
     weight_decay: float = option(1e-4, "AdamW weight decay", check=non_negative, requirement="non-negative")
-    optimizer: str = option("adamw", "optimiser", choices=lambda: OPTIMIZERS)
-    epochs: int = option(1, "passes over the click log", check=positive, requirement="positive")
+    optimizer: str = option("adagrad", "optimiser", choices=lambda: OPTIMIZERS)
+    epochs: int = option(3, "passes over the click log", check=positive, requirement="positive")
     max_steps: int | None = option(None, "stop after this many steps", check=positive, requirement="positive")
     eval_every: int = option(250, "validation every N steps", check=positive, requirement="positive")
     patience: int = option(8, "evaluations without improvement before early stopping", check=positive,
@@ -385,6 +388,7 @@ class TrainResult:
     propensity_source: dict | None = None  # where the learner's input propensities came from
     model: Learner | None = None  # the trained learner (None for the logging policy)
     max_label: int | None = None  # the dataset's grade scale maximum (ERR)
+    test_groups: dict | None = None  # group name -> test metrics over that group's queries (dataset.query_groups)
 
 
 def simulation_metadata(logs) -> dict | None:
@@ -447,7 +451,11 @@ def train(logs, dataset: Dataset, config: TrainConfig, progress: bool = True,
     vali_store, test_store = store.for_split(dataset.vali), store.for_split(dataset.test)
     vali_lists, test_lists = vali_store.labelled_lists(), test_store.labelled_lists()
     grade = dataset.max_label  # the grade scale's maximum, for ERR
+    test_metrics_names = tuple(dataset.test_metrics or TEST_METRICS)
     metadata = LogMetadata.read(logs)
+    if not dataset.train_labels and Need.LABELS in cls.needs:
+        raise ValueError(f"--learner {cls.name} trains on relevance labels, which {dataset.name} does not have for "
+                         "its training documents (a real click log)")
 
     if Need.CLICKS in cls.needs and logs is None:
         raise ValueError(f"--learner {cls.name} needs --logs ({Need.CLICKS.what})")
@@ -459,9 +467,10 @@ def train(logs, dataset: Dataset, config: TrainConfig, progress: bool = True,
         test = _padded_scores(test_store, LoggingPolicy.policy_scores(metadata, test_store.data.features), test_lists)
         vali = _padded_scores(vali_store, LoggingPolicy.policy_scores(metadata, vali_store.data.features), vali_lists)
         vm = evaluate_scores(vali, vali_lists, (config.metric,), grade)
-        tm = evaluate_scores(test, test_lists, max_label=grade)
+        tm = evaluate_scores(test, test_lists, test_metrics_names, max_label=grade)
         return TrainResult(cls.name, vm, tm, None, [], 0, time.perf_counter() - started, test, test_lists,
-                           max_label=grade)
+                           max_label=grade, test_groups=evaluate_groups(dataset, test, test_lists,
+                                                                        test_metrics_names))
 
     if Need.CLICKS in cls.needs and count_clicks(logs) == 0:
         raise ValueError(f"{logs}: the click log has no clicks: the {cls.name} learner has nothing to learn from")
@@ -485,11 +494,29 @@ def train(logs, dataset: Dataset, config: TrainConfig, progress: bool = True,
                         patience=config.patience, metric=config.metric, progress=progress, total=total,
                         callback=callback, description=f"train {cls.name}")
     vali_metrics, _ = evaluate_learner(learner, vali_table, vali_lists, (config.metric,), grade)
-    test_metrics, test_scores = evaluate_learner(learner, test_table, test_lists, max_label=grade)
+    test_metrics, test_scores = evaluate_learner(learner, test_table, test_lists, test_metrics_names,
+                                                 max_label=grade)
     props = learner.propensities()
     return TrainResult(cls.name, vali_metrics, test_metrics, None if props is None else props.tolist(),
                        log.history, log.steps, time.perf_counter() - started, test_scores, test_lists,
-                       None if propensities is None else propensities.describe(), learner, grade)
+                       None if propensities is None else propensities.describe(), learner, grade,
+                       evaluate_groups(dataset, test_scores, test_lists, test_metrics_names))
+
+
+def evaluate_groups(dataset: Dataset, scores: np.ndarray, lists: LabelBatch, metrics) -> dict | None:
+    """Test metrics per query group (``dataset.query_groups``, e.g. Baidu-ULTR's query-frequency groups)."""
+    if not dataset.query_groups:
+        return None
+    query_ids = dataset.test.unique_query_ids
+    names = np.array([dataset.query_groups.get(int(q), "") for q in query_ids])
+    result = {}
+    for group in dict.fromkeys(dataset.query_groups.values()):
+        chosen = names == group
+        if not chosen.any():
+            continue
+        subset = LabelBatch(lists.rows[chosen], lists.labels[chosen], lists.mask[chosen])
+        result[group] = evaluate_scores(np.asarray(scores)[chosen], subset, metrics, dataset.max_label)
+    return result
 
 
 def _padded_scores(store: FeatureStore, values: np.ndarray, lists: LabelBatch) -> np.ndarray:
@@ -539,6 +566,7 @@ def write_outputs(out: Path, result: TrainResult, dataset: Dataset, config: Trai
         "propensity_source": result.propensity_source,
         "steps": result.steps,
         "seconds": round(result.seconds, 2),
+        **({"test_groups": result.test_groups} if result.test_groups else {}),
         "config": config.to_json(),
         "history": result.history,
     }

@@ -37,7 +37,8 @@ def add_parser(commands) -> None:
         ),
     )
     train.add_argument("--logs", type=Path, help="click log directory or file (not needed for skyline)")
-    train.add_argument("--data", required=True, help="synthetic, a LETOR file, a fold directory or a dataset name")
+    train.add_argument("--data", required=True, help="synthetic, a LETOR file, a fold directory, a dataset name or "
+                                                     "baidu:DIR (a converted Baidu-ULTR directory)")
     train.add_argument("--learner", required=True, type=registry_choice(LEARNERS), metavar="LEARNER",
                        help=f"{', '.join(LEARNERS)}")
     train.add_argument("--out", type=Path, required=True)
@@ -111,6 +112,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"{config.learner}: {result.steps} steps in {result.seconds:.1f}s; test " +
           ", ".join(f"{k} {v:.4f}" for k, v in test.items() if k != "num_queries") +
           f" ({test['num_queries']} queries with a relevant document)")
+    for group, metrics in (result.test_groups or {}).items():
+        print(f"  {group}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k != "num_queries") +
+              f" ({metrics['num_queries']} queries)")
     if result.propensities is not None:
         print(f"{cls.estimates} (normalised at rank 1): " + " ".join(f"{p:.3f}" for p in result.propensities))
     written = ["metrics.json", *(["propensities.json"] if (args.out / "propensities.json").exists() else []),

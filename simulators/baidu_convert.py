@@ -1,0 +1,318 @@
+"""``ultr baidu convert``: Baidu-ULTR partitions -> a click log, corpus statistics, features and annotations.
+
+Output directory::
+
+    logs/              the click log (one row per session; ``manifest.json`` written last)
+    documents/         per partition: each distinct (query_id, doc_id) of a block with its tokens
+    features/          per partition: query_id, doc_id and the 12 lexical features (simulators.lexical)
+    doc_ids.parquet    the document id table: doc_id <-> url_md5
+    corpus.parquet     corpus statistics (document and collection frequencies per token and field)
+    annotations.parquet  the expert annotations with the same features (with ``--annotations``)
+    baidu.json         what was converted: partitions, sessions kept and dropped, bad lines, times
+
+Each partition is one task of a process pool, writes its files under temporary names and renames them when
+it is complete (its ``.work/part-NNNNN.json`` last), so a rerun skips finished partitions and redoes the rest.
+Corpus statistics count each distinct document (url) once per partition and add up over partitions.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import dataclasses
+import json
+import multiprocessing
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from click_models.logs import (INCOMPLETE_NAME, ClickLogError, atomic_path, atomic_write_json, atomic_write_parquet,
+                               file_sha256, write_manifest, writer_lock)
+
+from .baidu import BaiduFormatError, ParseStats, iter_partition
+from .lexical import FEATURE_NAMES, CorpusStatistics
+
+WORK = ".work"
+PARTITION_SUFFIXES = (".gz",)
+
+
+def raw_partitions(raw: str | os.PathLike) -> list[Path]:
+    """The gzip partitions of a raw directory (``part-*.gz``, sorted), or one partition file."""
+    raw = Path(raw)
+    if raw.is_file():
+        return [raw]
+    if not raw.is_dir():
+        raise BaiduFormatError(f"{raw}: no such directory of Baidu-ULTR partitions")
+    parts = sorted(p for p in raw.iterdir() if p.is_file() and p.name.endswith(".gz"))
+    if not parts:
+        raise BaiduFormatError(f"{raw}: no .gz partitions in this directory")
+    return parts
+
+
+def _partition_name(index: int) -> str:
+    return f"part-{index:05d}"
+
+
+def convert_partition(path: str | os.PathLike, index: int, out: str | os.PathLike, *,
+                      skip_bad_lines: bool = False, block_bytes: int = 16 << 20) -> dict:
+    """Convert one partition (a pool task): its sessions, documents, document ids and corpus statistics.
+
+    Returns the partition's summary (also written, last, to ``.work/part-NNNNN.json``).
+    """
+    started = time.perf_counter()
+    out = Path(out)
+    name = _partition_name(index)
+    work = out / WORK
+    targets = {
+        "sessions": out / "logs" / f"{name}.parquet",
+        "documents": out / "documents" / f"{name}.parquet",
+        "doc_ids": work / f"{name}.doc_ids.parquet",
+        "stats": work / f"{name}.corpus.parquet",
+    }
+    for target in targets.values():
+        target.parent.mkdir(parents=True, exist_ok=True)
+    stats = ParseStats()
+    corpus = CorpusStatistics()
+    seen_docs = np.zeros(0, np.int64)  # sorted: documents already in this partition's statistics
+    url_tables = []
+    max_position = 0
+    with contextlib.ExitStack() as stack:
+        temporary = {key: stack.enter_context(atomic_path(targets[key])) for key in ("sessions", "documents")}
+        writers: dict[str, pq.ParquetWriter] = {}
+
+        def write(key: str, table: pa.Table) -> None:
+            if key not in writers:
+                writers[key] = pq.ParquetWriter(temporary[key], table.schema)
+            writers[key].write_table(table)
+
+        try:
+            for block in iter_partition(path, partition_index=index, block_bytes=block_bytes,
+                                        skip_bad_lines=skip_bad_lines):
+                stats.add(block.stats)
+                documents = block.documents
+                if block.sessions.num_rows:
+                    positions = block.sessions.column("positions").combine_chunks().flatten()
+                    max_position = max(max_position, int(positions.to_numpy().max()))
+                q = documents.column("query_id").to_numpy()
+                d = documents.column("doc_id").to_numpy()
+                # documents new to this partition go into the corpus statistics and the id table
+                doc_first = _first_rows(d)
+                new_rows = doc_first[~np.isin(d[doc_first], seen_docs)]
+                corpus.add_documents(documents.column("title").take(pa.array(new_rows)),
+                                     documents.column("abstract").take(pa.array(new_rows)))
+                seen_docs = np.union1d(seen_docs, d[new_rows])
+                url_tables.append(documents.select(["doc_id", "url_md5"]).take(pa.array(new_rows)))
+                write("sessions", block.sessions)
+                # each distinct (query, doc) pair of the block, for the feature table
+                write("documents", documents.drop_columns(["url_md5"]).take(pa.array(_first_rows(q, d))))
+            for key in ("sessions", "documents"):
+                if key not in writers:  # a partition with no session left
+                    write(key, _empty_tables()[key])
+        finally:
+            for writer in writers.values():
+                writer.close()
+    urls = pa.concat_tables(url_tables) if url_tables else _empty_tables()["doc_ids"]
+    atomic_write_parquet(urls, targets["doc_ids"])
+    corpus.save(targets["stats"])
+    summary = {"partition": Path(path).name, "index": index, **dataclasses.asdict(stats),
+               "distinct_documents": int(len(seen_docs)), "max_position": max_position,
+               "seconds": round(time.perf_counter() - started, 3)}
+    atomic_write_json(summary, work / f"{name}.json")
+    return summary
+
+
+def _first_rows(*keys: np.ndarray) -> np.ndarray:
+    """Row numbers of the first occurrence of each distinct key tuple, in row order."""
+    if not len(keys[0]):
+        return np.zeros(0, np.int64)
+    order = np.lexsort(keys[::-1])
+    sorted_keys = [k[order] for k in keys]
+    starts = np.ones(len(order), bool)
+    starts[1:] = np.any([k[1:] != k[:-1] for k in sorted_keys], axis=0)
+    # the first row of each group is the smallest row number: lexsort is stable
+    return np.sort(order[starts])
+
+
+def _empty_tables() -> dict:
+    from .baidu import parse_block
+
+    empty = parse_block(b"", where="empty")
+    return {"sessions": empty.sessions, "documents": empty.documents.drop_columns(["url_md5"]),
+            "doc_ids": empty.documents.select(["doc_id", "url_md5"])}
+
+
+# ---------------------------------------------------------------------- the whole conversion
+def _pool(workers: int):
+    # spawn: the parent may hold JAX threads, which fork would copy
+    return concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+
+
+def _run_tasks(function, tasks: list[tuple], workers: int, on_done) -> None:
+    if workers <= 1 or len(tasks) <= 1:
+        for task in tasks:
+            on_done(function(*task))
+        return
+    with _pool(min(workers, len(tasks))) as pool:
+        futures = [pool.submit(function, *task) for task in tasks]
+        try:
+            for future in concurrent.futures.as_completed(futures):
+                on_done(future.result())
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+
+
+def partition_features(index: int, out: str | os.PathLike, corpus_digest: str) -> dict:
+    """The lexical features of one converted partition's documents (a pool task); skipped when done."""
+    out = Path(out)
+    name = _partition_name(index)
+    target = out / "features" / f"{name}.parquet"
+    if target.exists():
+        meta = pq.read_schema(target).metadata or {}
+        if meta.get(CORPUS_KEY, b"").decode() == corpus_digest:
+            return {"index": index, "skipped": True}
+    corpus = CorpusStatistics.load(out / "corpus.parquet")
+    source = pq.ParquetFile(out / "documents" / f"{name}.parquet")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(target) as tmp:
+        writer = None
+        try:
+            for batch in source.iter_batches(batch_size=65_536):
+                table = features_table(batch, corpus).replace_schema_metadata(
+                    {CORPUS_KEY: corpus_digest.encode(), b"ultr.features": json.dumps(FEATURE_NAMES).encode()})
+                if writer is None:
+                    writer = pq.ParquetWriter(tmp, table.schema)
+                writer.write_table(table)
+            if writer is None:
+                empty = features_table(_empty_tables()["documents"], corpus).replace_schema_metadata(
+                    {CORPUS_KEY: corpus_digest.encode(), b"ultr.features": json.dumps(FEATURE_NAMES).encode()})
+                writer = pq.ParquetWriter(tmp, empty.schema)
+                writer.write_table(empty)
+        finally:
+            if writer is not None:
+                writer.close()
+    return {"index": index, "skipped": False}
+
+
+CORPUS_KEY = b"ultr.corpus_sha256"
+
+
+def features_table(documents, corpus: CorpusStatistics) -> pa.Table:
+    """query_id, doc_id and ``features`` (fixed_size_list<float32>[12]) of documents with token columns."""
+    values = corpus.features(documents.column("query"), documents.column("title"), documents.column("abstract"))
+    flat = pa.array(values.astype(np.float32).reshape(-1), pa.float32())
+    return pa.table({"query_id": documents.column("query_id"), "doc_id": documents.column("doc_id"),
+                     "features": pa.FixedSizeListArray.from_arrays(flat, len(FEATURE_NAMES))})
+
+
+def convert(raw: str | os.PathLike, out: str | os.PathLike, *, annotations: str | os.PathLike | None = None,
+            workers: int = 1, skip_bad_lines: bool = False, progress: bool = False,
+            block_bytes: int = 16 << 20) -> dict:
+    """Convert Baidu-ULTR partitions (and optionally the annotation file) into ``out`` (see module doc).
+
+    Resumes: partitions finished by an earlier run with the same inputs are skipped. Returns the summary
+    written to ``out/baidu.json``.
+    """
+    from tqdm import tqdm
+
+    started = time.perf_counter()
+    out = Path(out)
+    parts = raw_partitions(raw)
+    if out.exists() and not out.is_dir():
+        raise ClickLogError(f"{out}: exists and is not a directory")
+    out.mkdir(parents=True, exist_ok=True)
+    with writer_lock(out / "baidu.json"):
+        work = out / WORK
+        work.mkdir(exist_ok=True)
+        logs = out / "logs"
+        logs.mkdir(exist_ok=True)
+        (logs / INCOMPLETE_NAME).write_text("a Baidu-ULTR conversion is writing this log\n")
+        (logs / "manifest.json").unlink(missing_ok=True)
+        sources = {_partition_name(i): p.name for i, p in enumerate(parts)}
+        previous = work / "sources.json"
+        if previous.exists() and json.loads(previous.read_text()) != sources:
+            raise ClickLogError(f"{out}: holds a conversion of other partitions ({previous}); choose another --out")
+        atomic_write_json(sources, previous)
+        summaries: dict[int, dict] = {}
+        todo = []
+        for i, part in enumerate(parts):
+            done = work / f"{_partition_name(i)}.json"
+            if done.exists():
+                summaries[i] = json.loads(done.read_text())
+            else:
+                todo.append((str(part), i, str(out)))
+        bar = tqdm(total=len(parts), initial=len(parts) - len(todo), unit="partition", desc="convert",
+                   disable=not progress)
+        sessions = sum(s["sessions_kept"] for s in summaries.values())
+
+        def finished(summary):
+            nonlocal sessions
+            summaries[summary["index"]] = summary
+            sessions += summary["sessions_kept"]
+            bar.set_postfix(sessions=f"{sessions:,}")
+            bar.update()
+
+        try:
+            _run_tasks(_convert_task, [(*t, skip_bad_lines, block_bytes) for t in todo], workers, finished)
+        finally:
+            bar.close()
+        # corpus statistics and the document id table of all partitions
+        corpus = CorpusStatistics()
+        for i in range(len(parts)):
+            corpus.merge(CorpusStatistics.load(work / f"{_partition_name(i)}.corpus.parquet"))
+        corpus.save(out / "corpus.parquet")
+        digest = file_sha256(out / "corpus.parquet")
+        _merge_doc_ids([work / f"{_partition_name(i)}.doc_ids.parquet" for i in range(len(parts))],
+                       out / "doc_ids.parquet")
+        feature_bar = tqdm(total=len(parts), unit="partition", desc="features", disable=not progress)
+        try:
+            _run_tasks(partition_features, [(i, str(out), digest) for i in range(len(parts))], workers,
+                       lambda _: feature_bar.update())
+        finally:
+            feature_bar.close()
+        annotation_summary = None
+        if annotations is not None:
+            from .baidu import annotations_table
+
+            table = annotations_table(annotations, corpus)
+            atomic_write_parquet(table, out / "annotations.parquet")
+            annotation_summary = {"file": str(annotations), "rows": table.num_rows,
+                                  "queries": len(set(table.column("query_id").to_pylist()))}
+        total = ParseStats()
+        for summary in summaries.values():
+            total.add(ParseStats(**{k: summary[k] for k in dataclasses.asdict(ParseStats())}))
+        result = {
+            "format": 1, "partitions": [summaries[i] for i in range(len(parts))], "total": dataclasses.asdict(total),
+            "corpus": {"documents": corpus.num_documents, "total_length": corpus.total_length,
+                       "sha256": digest},
+            "features": list(FEATURE_NAMES), "annotations": annotation_summary,
+            "seconds": round(time.perf_counter() - started, 3),
+        }
+        write_manifest(logs, extra={"source": "baidu-ultr", "partitions": [p.name for p in parts]})
+        (logs / INCOMPLETE_NAME).unlink(missing_ok=True)
+        atomic_write_json(result, out / "baidu.json")
+    return result
+
+
+def _convert_task(path, index, out, skip_bad_lines, block_bytes):
+    return convert_partition(path, index, out, skip_bad_lines=skip_bad_lines, block_bytes=block_bytes)
+
+
+def _merge_doc_ids(files: list[Path], target: Path) -> None:
+    """One doc_id <-> url_md5 table; two urls with one id (a collision of 60-bit ids) is an error."""
+    table = pa.concat_tables([pq.read_table(f) for f in files]) if files else _empty_tables()["doc_ids"]
+    if table.num_rows:
+        grouped = table.group_by("doc_id").aggregate([("url_md5", "count_distinct"), ("url_md5", "min")])
+        clash = grouped.filter(pc.greater(grouped.column("url_md5_count_distinct"), 1))
+        if clash.num_rows:
+            raise ClickLogError(f"doc_id {clash.column('doc_id')[0].as_py()} stands for two url_md5 values: "
+                                "the 60-bit ids collide; report this")
+        table = pa.table({"doc_id": grouped.column("doc_id"), "url_md5": grouped.column("url_md5_min")})
+        table = table.sort_by("doc_id")
+    atomic_write_parquet(table, target)

@@ -1,0 +1,318 @@
+"""Baidu-ULTR replay: raw partitions -> click log (round trip), lexical features (by hand), bad input,
+resume, the real annotation sample, and training with per-frequency-group evaluation."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from click_models.logs import ClickLogError, click_log_files, read_click_log
+from simulators.baidu import (MIN_DOCUMENTS, PLACEHOLDER_TITLES, BaiduFormatError, doc_ids_from_md5, parse_block,
+                              read_annotations, split_annotations, stable_id)
+from simulators.baidu_convert import convert
+from simulators.baidu_synthetic import format_sessions, synthetic_sessions, write_partition, write_partitions
+from simulators.lexical import FEATURE_NAMES, CorpusStatistics
+
+ANNOTATIONS = Path(__file__).resolve().parents[2] / "shared" / "data" / "baidu-ultr" / "annotation-sample.txt"
+needs_annotations = pytest.mark.skipif(not ANNOTATIONS.exists(), reason=f"{ANNOTATIONS} not found (../shared/data)")
+
+
+def expected_sessions(sessions):
+    """The cleaning rules written out per session in plain Python (the reference for the round trip)."""
+    out = []
+    for session in sessions:
+        kept, seen = [], set()
+        for k in sorted(range(len(session.urls)), key=lambda k: session.positions[k]):
+            if session.titles[k] in PLACEHOLDER_TITLES or session.urls[k] in seen:
+                continue
+            seen.add(session.urls[k])
+            kept.append(k)
+        out.append(kept if len(kept) >= MIN_DOCUMENTS else None)
+    return out
+
+
+def doc_id_of(url: str) -> int:
+    return int(url[:15], 16)
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    root = tmp_path_factory.mktemp("baidu")
+    partitions = write_partitions(root / "raw", num_partitions=3, sessions_per_partition=200, seed=1)
+    annotations = ANNOTATIONS if ANNOTATIONS.exists() else None
+    summary = convert(root / "raw", root / "out", annotations=annotations, workers=1, block_bytes=1 << 16)
+    return root, partitions, summary
+
+
+def test_round_trip_every_session(converted):
+    root, partitions, summary = converted
+    log = read_click_log(root / "out" / "logs")
+    by_id = {int(s): i for i, s in enumerate(log.session_id[log.row_valid])}
+    checked = 0
+    for p, sessions in enumerate(partitions):
+        for ordinal, (session, kept) in enumerate(zip(sessions, expected_sessions(sessions))):
+            session_id = (p << 32) + ordinal
+            if kept is None:
+                assert session_id not in by_id
+                continue
+            row = by_id[session_id]
+            mask = log.mask[row]
+            ranks = np.flatnonzero(mask) + 1
+            assert ranks.tolist() == [session.positions[k] for k in kept]
+            assert log.clicks[row][mask].tolist() == [bool(session.clicks[k]) for k in kept]
+            assert log.doc_ids[row][mask].tolist() == [doc_id_of(session.urls[k]) for k in kept]
+            assert log.query_id[row] == stable_id(pa.array(["\x01".join(map(str, session.query))]))[0]
+            checked += 1
+    assert checked == summary["total"]["sessions_kept"] > 500
+
+
+def test_extra_columns_round_trip(converted):
+    root, partitions, _ = converted
+    table = pq.read_table(click_log_files(root / "out" / "logs")[0]).to_pylist()
+    sessions = partitions[0]
+    expected = expected_sessions(sessions)
+    row = table[0]
+    kept = expected[row["session_id"] & 0xFFFFFFFF]
+    session = sessions[row["session_id"] & 0xFFFFFFFF]
+    assert row["dwell_time"] == pytest.approx([session.dwell_time[k] for k in kept], rel=1e-6)
+    assert row["displayed_time"] == pytest.approx([session.displayed_time[k] for k in kept], rel=1e-6)
+    assert row["media_type"] == [session.media_type[k] for k in kept]
+    assert row["serp_height"] == [session.serp_height[k] for k in kept]
+    assert row["slipoff_count"] == [session.slipoff_count[k] for k in kept]
+    assert row["skip"] == [bool(session.skip[k]) for k in kept]
+
+
+def test_conversion_summary_and_id_table(converted):
+    root, partitions, summary = converted
+    all_sessions = [s for part in partitions for s in part]
+    expected = expected_sessions(all_sessions)
+    assert summary["total"]["sessions"] == len(all_sessions)
+    assert summary["total"]["sessions_kept"] == sum(k is not None for k in expected)
+    assert summary["total"]["placeholders"] == sum(t in PLACEHOLDER_TITLES for s in all_sessions for t in s.titles)
+    ids = pq.read_table(root / "out" / "doc_ids.parquet").to_pylist()
+    for entry in ids:
+        assert entry["doc_id"] == doc_id_of(entry["url_md5"])
+    assert len({e["doc_id"] for e in ids}) == len(ids)
+    manifest = json.loads((root / "out" / "logs" / "manifest.json").read_text())
+    assert manifest["rows"] == summary["total"]["sessions_kept"]
+
+
+def test_doc_ids_from_md5():
+    hex_bytes = np.frombuffer(b"0123456789abcdefABCDEF0123456789", np.uint8)[None]
+    ids, ok = doc_ids_from_md5(hex_bytes)
+    assert ok[0] and ids[0] == int("0123456789abcde", 16)
+    _, ok = doc_ids_from_md5(np.frombuffer(b"g" * 32, np.uint8)[None])
+    assert not ok[0]
+
+
+# ---------------------------------------------------------------------- features, by hand
+def bm25_by_hand(query, doc, corpus_docs, k1=1.2, b=0.75):
+    N = len(corpus_docs)
+    avg = sum(len(d) for d in corpus_docs) / N
+    score = 0.0
+    for t in query:
+        df = sum(t in d for d in corpus_docs)
+        idf = math.log(1 + (N - df + 0.5) / (df + 0.5))
+        tf = doc.count(t)
+        score += idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * len(doc) / avg))
+    return score
+
+
+def test_lexical_features_match_hand_computation():
+    titles = [[1, 2, 3], [2, 2, 4], [5]]
+    abstracts = [[3, 3, 6, 1], [], [2, 7]]
+    documents = [t + a for t, a in zip(titles, abstracts)]
+    corpus = CorpusStatistics()
+    lists = pa.array
+    corpus.add_documents(lists(titles[:2], pa.list_(pa.int32())), lists(abstracts[:2], pa.list_(pa.int32())))
+    corpus.add_documents(lists(titles[2:], pa.list_(pa.int32())), lists(abstracts[2:], pa.list_(pa.int32())))
+    queries = [[2, 3], [2, 2, 9], [], [6]]
+    pairs = [(0, 0), (1, 1), (2, 2), (3, 0)]  # (query, document)
+    got = corpus.features(lists([queries[q] for q, _ in pairs], pa.list_(pa.int32())),
+                          lists([titles[d] for _, d in pairs], pa.list_(pa.int32())),
+                          lists([abstracts[d] for _, d in pairs], pa.list_(pa.int32())))
+    total = sum(len(d) for d in documents)
+    N = len(documents)
+    for row, (q, d) in enumerate(pairs):
+        query, doc = queries[q], documents[d]
+        idf = [math.log(1 + (N - sum(t in x for x in documents) + 0.5) / (sum(t in x for x in documents) + 0.5))
+               for t in query]
+        p_c = [(sum(x.count(t) for x in documents) + 1) / (total + 1) for t in query]
+        tf = [doc.count(t) for t in query]
+        expected = {
+            "bm25": bm25_by_hand(query, doc, documents),
+            "title_bm25": bm25_by_hand(query, titles[d], titles),
+            "abstract_bm25": bm25_by_hand(query, abstracts[d], abstracts),
+            "tf_idf": sum(f * i for f, i in zip(tf, idf)),
+            "tf": sum(tf),
+            "idf": sum(idf),
+            "ql_jelinek_mercer_short": sum(math.log(0.9 * f / len(doc) + 0.1 * p) for f, p in zip(tf, p_c)),
+            "ql_jelinek_mercer_long": sum(math.log(0.3 * f / len(doc) + 0.7 * p) for f, p in zip(tf, p_c)),
+            "ql_dirichlet": sum(math.log((f + 128 * p) / (len(doc) + 128)) for f, p in zip(tf, p_c)),
+            "document_length": len(doc), "title_length": len(titles[d]), "abstract_length": len(abstracts[d]),
+        }
+        for j, name in enumerate(FEATURE_NAMES):
+            assert got[row, j] == pytest.approx(expected[name], rel=1e-12, abs=1e-12), (row, name)
+
+
+def test_corpus_statistics_merge_and_save(tmp_path):
+    a, b = CorpusStatistics(), CorpusStatistics()
+    t = pa.list_(pa.int32())
+    a.add_documents(pa.array([[1, 1, 2]], t), pa.array([[3]], t))
+    b.add_documents(pa.array([[2, 40]], t), pa.array([[]], t))
+    a.merge(b)
+    assert a.num_documents == 2 and a.df["document"][2] == 2 and a.cf["title"][1] == 2 and a.df["title"][40] == 1
+    loaded = CorpusStatistics.load(a.save(tmp_path / "corpus.parquet"))
+    for field in ("title", "abstract", "document"):
+        assert np.array_equal(loaded.df[field][:41], a.df[field][:41])
+        assert np.array_equal(loaded.cf[field][:41], a.cf[field][:41])
+    assert loaded.total_length == a.total_length
+
+
+# ---------------------------------------------------------------------- bad input
+def good_lines():
+    return format_sessions(synthetic_sessions(3, seed=5)).decode().splitlines()
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda lines: lines[1:], "line 1: a document line before any query line"),
+    (lambda lines: [lines[0], lines[1].rsplit("\t", 1)[0], *lines[2:]], "line 2: 31 tab-separated fields"),
+    (lambda lines: [lines[0], "x" + lines[1], *lines[2:]], "line 2: position 'x1' is not an integer"),
+    (lambda lines: [lines[0], "31" + lines[1][1:], *lines[2:]], "line 2: position 31 outside 1..30"),
+    (lambda lines: [lines[0], lines[1].replace("\t0\t", "\tzz\t", 1), *lines[2:]], "line 2:"),
+    (lambda lines: [lines[0], lines[1], lines[2].replace(lines[2].split("\t")[2], "12\x01ab", 1), *lines[3:]],
+     "line 3: title holds a token that is not an integer id"),
+    (lambda lines: [lines[0], lines[1], "1" + lines[2][1:], *lines[3:]], "line 3: position 1 appears twice"),
+])
+def test_bad_lines_name_partition_and_line(tmp_path, edit, message):
+    lines = edit(good_lines())
+    path = write_bytes_gz(tmp_path / "part-00007.gz", ("\n".join(lines) + "\n").encode())
+    with pytest.raises(BaiduFormatError, match="part-00007.gz: " + message.replace("(", r"\(")):
+        convert(path, tmp_path / "out")
+    assert not (tmp_path / "out" / "logs" / "manifest.json").exists()
+    with pytest.raises(ClickLogError, match="has not finished"):
+        click_log_files(tmp_path / "out" / "logs")
+
+
+def write_bytes_gz(path: Path, data: bytes) -> Path:
+    with gzip.open(path, "wb") as handle:
+        handle.write(data)
+    return path
+
+
+def test_truncated_gzip(tmp_path):
+    data = gzip.compress(format_sessions(synthetic_sessions(200, seed=2)))
+    path = tmp_path / "part-00000.gz"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(BaiduFormatError, match="part-00000.gz: the gzip stream ends early"):
+        convert(path, tmp_path / "out")
+    path.write_bytes(b"not gzip at all")
+    with pytest.raises(BaiduFormatError, match="not a readable gzip file"):
+        convert(path, tmp_path / "out2")
+
+
+def test_skip_bad_lines_counts_and_reports(tmp_path):
+    lines = good_lines()
+    query_of_second = next(i for i, line in enumerate(lines) if i > 0 and line.count("\t") == 2)
+    lines[3] = "x" + lines[3]  # a bad document line: skipped alone
+    lines[query_of_second] = lines[query_of_second] + "\textra"  # a bad query line: its session goes too
+    path = write_bytes_gz(tmp_path / "part-00000.gz", ("\n".join(lines) + "\n").encode())
+    summary = convert(path, tmp_path / "out", skip_bad_lines=True)
+    total = summary["total"]
+    assert total["bad_lines"] == 2
+    assert total["documents_of_bad_queries"] > 0
+    assert any("line 4: position" in example for example in total["bad_line_examples"])
+    assert total["sessions"] == 2 and read_click_log(tmp_path / "out" / "logs").num_sessions <= 2
+
+
+def test_block_boundaries_do_not_change_the_output(tmp_path):
+    sessions = synthetic_sessions(300, seed=9)
+    path = write_partition(tmp_path / "part-00000.gz", sessions)
+    convert(path, tmp_path / "small", block_bytes=2_000)
+    convert(path, tmp_path / "large", block_bytes=1 << 24)
+    small = pq.read_table(tmp_path / "small" / "logs" / "part-00000.parquet")
+    large = pq.read_table(tmp_path / "large" / "logs" / "part-00000.parquet")
+    assert small.equals(large)
+
+
+def test_resume_skips_finished_partitions(tmp_path):
+    write_partitions(tmp_path / "raw", num_partitions=2, sessions_per_partition=50, seed=3)
+    first = convert(tmp_path / "raw", tmp_path / "out")
+    before = (tmp_path / "out" / "logs" / "part-00000.parquet").read_bytes()
+    # a crash after partition 0: partition 1's files and marker are gone
+    (tmp_path / "out" / ".work" / "part-00001.json").unlink()
+    (tmp_path / "out" / "logs" / "part-00001.parquet").unlink()
+    second = convert(tmp_path / "raw", tmp_path / "out")
+    assert second["partitions"][0]["seconds"] == first["partitions"][0]["seconds"]  # not redone
+    assert (tmp_path / "out" / "logs" / "part-00000.parquet").read_bytes() == before
+    assert second["total"] == first["total"]
+    assert read_click_log(tmp_path / "out" / "logs").num_sessions == first["total"]["sessions_kept"]
+
+
+# ---------------------------------------------------------------------- annotations and training
+@needs_annotations
+def test_real_annotation_sample():
+    table = read_annotations(ANNOTATIONS)
+    assert table.num_rows == 500
+    labels = np.bincount(table.column("label").to_numpy(), minlength=5)
+    assert labels.tolist() == [314, 43, 114, 27, 2]  # cut -f5 | sort | uniq -c
+    assert len(set(table.column("query_id").to_pylist())) == 9
+    pairs = set(zip(table.column("query_id").to_pylist(), table.column("doc_id").to_pylist()))
+    assert len(pairs) == 500
+    test = split_annotations(table.column("query_id").to_numpy(), table.column("frequency_bucket").to_numpy())
+    assert 0 < test.sum() < 500
+    assert np.array_equal(test, split_annotations(table.column("query_id").to_numpy(),
+                                                  table.column("frequency_bucket").to_numpy()))
+
+
+def test_bad_annotation_lines(tmp_path):
+    path = tmp_path / "annotations.txt"
+    path.write_text("0\t1\x012\t3\t4\t7\t1\n")
+    with pytest.raises(BaiduFormatError, match="line 1: label outside 0..4"):
+        read_annotations(path)
+    path.write_text("0\t1\x012\t3\t4\t2\n")
+    with pytest.raises(BaiduFormatError, match="line 1: 5 tab-separated fields"):
+        read_annotations(path)
+
+
+@needs_annotations
+def test_train_naive_and_ips_with_frequency_groups(converted, tmp_path):
+    from simulators.datasets import load_dataset
+    from ultr.training import TrainConfig, train, write_outputs
+
+    root, _, _ = converted
+    dataset = load_dataset(f"baidu:{root / 'out'}")
+    assert dataset.num_features == len(FEATURE_NAMES) and not dataset.train_labels
+    for learner, extra in (("naive", {}), ("ips", {"propensities": "em"})):
+        config = TrainConfig(learner=learner, epochs=1, eval_every=5, **extra)
+        result = train(root / "out" / "logs", dataset, config, progress=False)
+        assert set(result.test) >= {"dcg@1", "dcg@3", "dcg@5", "dcg@10", "mrr@10", "ndcg@10"}
+        assert result.test_groups and set(result.test_groups) <= {"high", "mid", "tail"}
+        counted = sum(g["num_queries"] for g in result.test_groups.values())
+        assert counted == result.test["num_queries"]
+        write_outputs(tmp_path / learner, result, dataset, config)
+        assert "test_groups" in json.loads((tmp_path / learner / "metrics.json").read_text())
+    with pytest.raises(ValueError, match="relevance labels"):
+        train(None, dataset, TrainConfig(learner="skyline"), progress=False)
+
+
+@needs_annotations
+def test_cli_convert_and_train(tmp_path):
+    write_partitions(tmp_path / "raw", num_partitions=1, sessions_per_partition=120, seed=4)
+    run = [sys.executable, "-m", "ultr"]
+    done = subprocess.run([*run, "baidu", "convert", "--raw", str(tmp_path / "raw"), "--out", str(tmp_path / "out"),
+                           "--annotations", str(ANNOTATIONS), "--no-progress"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "120 sessions read" in done.stdout
+    bad = subprocess.run([*run, "baidu", "convert", "--raw", str(tmp_path / "nothing"), "--out",
+                          str(tmp_path / "o")], capture_output=True, text=True)
+    assert bad.returncode == 2 and "no such directory" in bad.stderr and "Traceback" not in bad.stderr
