@@ -36,7 +36,7 @@ DATASETS = {"MQ2008 Fold1": SHARED / "mq2008" / "Fold1", "Yahoo sample": SHARED 
             # the DLA paper's scale (Yahoo set 1 has about 20k training queries), features sized like MSLR's
             "synthetic, 20k queries": "synthetic:queries=20000,docs=24,features=136,seed=0"}
 # what a saved run depends on
-SETTINGS = ("sessions", "ranker", "hidden", "optimizer", "learning_rate", "bias_learning_rate", "epochs")
+SETTINGS = ("sessions", "ranker", "hidden", "optimizer", "learning_rate", "bias_learning_rate", "epochs", "policy")
 SHORT_NAMES = {"mq2008": "MQ2008 Fold1", "yahoo": "Yahoo sample", "synthetic20k": "synthetic, 20k queries"}
 LEARNER_NAMES = ["logging-policy", "naive", "ips", "dla", "rem", "two-tower", "paird", "affine", "skyline"]
 
@@ -53,6 +53,9 @@ def main():
     parser.add_argument("--learning-rate", type=float, default=0.05)
     parser.add_argument("--bias-learning-rate", type=float, help="DLA's propensity model (default: --learning-rate)")
     parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--policy", default="production", choices=["production", "plackett-luce"],
+                        help="logging policy: the production ranker's top 10, or rankings sampled from a "
+                             "Plackett-Luce model over its scores (a randomised policy)")
     parser.add_argument("--learners", nargs="+", choices=LEARNER_NAMES, default=LEARNER_NAMES)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "results")
     parser.add_argument("--report-only", action="store_true", help="rewrite the report from the saved JSON")
@@ -78,9 +81,11 @@ def main():
         results = saved.get("runs", {}) if saved.get("settings") == settings else {}
         for seed in args.seeds:
             todo = [learner for learner in args.learners if all(r["seed"] != seed for r in results.get(learner, []))]
-            logs = args.work / name.replace(" ", "_") / f"seed{seed}-sessions{args.sessions}"
+            policy = "" if args.policy == "production" else f"-{args.policy}"
+            logs = args.work / name.replace(" ", "_") / f"seed{seed}-sessions{args.sessions}{policy}"
             if todo and not (logs / "simulation.json").exists():
-                config = SimulationConfig(click_model="pbm", eta=1.0, eps_neg=0.1, production_fraction=0.01)
+                config = SimulationConfig(click_model="pbm", eta=1.0, eps_neg=0.1, production_fraction=0.01,
+                                          policies=(args.policy,))
                 Simulator(dataset, config, seed=seed).run(logs, args.sessions, progress=False)
             for learner in todo:
                 started = time.perf_counter()
@@ -112,7 +117,9 @@ def write_report(results, args):
     lines = [
         "# DLA-paper reproduction (semi-synthetic, PBM, eta = 1)",
         "",
-        f"Production ranker trained on 1% of the training queries, top-10, PBM with the DLA paper's propensities, "
+        ("Production ranker" if getattr(args, "policy", "production") == "production" else
+         "Rankings sampled per session from a Plackett-Luce model over the scores of a production ranker")
+        + " trained on 1% of the training queries, top-10, PBM with the DLA paper's propensities, "
         f"eps_neg = 0.1, {args.sessions:,} sessions per seed, seeds {args.seeds}. Every learner trains a "
         f"{ranker} for {args.epochs} passes over the log with {args.optimizer} (learning rate "
         f"{args.learning_rate}"

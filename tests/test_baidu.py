@@ -316,3 +316,31 @@ def test_cli_convert_and_train(tmp_path):
     bad = subprocess.run([*run, "baidu", "convert", "--raw", str(tmp_path / "nothing"), "--out",
                           str(tmp_path / "o")], capture_output=True, text=True)
     assert bad.returncode == 2 and "no such directory" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@needs_annotations
+@pytest.mark.parametrize("learner", ["dla", "rem", "two-tower", "paird"])
+def test_every_click_learner_trains_on_the_replayed_log(converted, learner):
+    from simulators.datasets import load_dataset
+    from ultr.training import TrainConfig, train
+
+    root, _, _ = converted
+    dataset = load_dataset(f"baidu:{root / 'out'}")
+    result = train(root / "out" / "logs", dataset, TrainConfig(learner=learner, max_steps=20, eval_every=10),
+                   progress=False)
+    assert np.isfinite(result.test["dcg@10"]) and result.steps == 20
+
+
+@needs_annotations
+def test_ultr_run_replays_a_baidu_log(converted, tmp_path):
+    from ultr.experiment import run_experiment
+
+    root, _, summary = converted
+    config = {"name": "baidu", "data": f"baidu:{root / 'out'}", "logs": str(root / "out" / "logs"),
+              "learners": ["naive", "ips"], "seeds": [0], "estimators": ["em"],
+              "metrics": ["dcg@10", "ndcg@10"], "training": {"propensities": "em", "epochs": 1}}
+    frame = run_experiment(config, out_root=tmp_path, progress=False)
+    assert set(frame["learner"]) == {"naive", "ips"}
+    assert (frame["sessions"] == summary["total"]["sessions_kept"]).all()
+    with pytest.raises(Exception, match="simulation: has no effect when logs are replayed"):
+        run_experiment({**config, "simulation": {"eta": 2.0}}, out_root=tmp_path, progress=False)

@@ -49,7 +49,7 @@ import pandas as pd
 from typing import Callable
 
 from click_models.identifiability import rank_graph_of_log
-from click_models.logs import atomic_write_json, atomic_write_text
+from click_models.logs import atomic_write_json, atomic_write_text, count_sessions
 from simulators.simulation import SimulationConfig, Simulator, simulation_config
 
 from .estimators import ESTIMATORS, estimate
@@ -61,7 +61,7 @@ from .propensity import true_examination
 from .training import TrainConfig, train, train_config, unused_reason
 
 TOP_LEVEL = {"name", "data", "sessions", "seeds", "learners", "estimators", "metrics", "simulation", "training",
-             "normalize"}
+             "normalize", "logs"}
 LIST_NATIVE = {"seeds", "learners", "estimators", "metrics"}
 LIST_FIELDS = {"policies", "examination", "hidden", "tau", "trust_eps_pos", "trust_eps_neg", "continuation"}
 PROPENSITY_HINT = 'set propensities = "oracle" (the simulation\'s truth), an estimator name or a file' 
@@ -75,11 +75,8 @@ DEFAULT_CONFIG = {
     "estimators": [],
     "metrics": ["ndcg@10", "ndcg@5", "ndcg@1", "err@10"],
     "simulation": {"click_model": "pbm", "eta": 1.0},
-    "training": {"ranker": "mlp", "hidden": [64, 32], "epochs": 1, "eval_every": 200, "propensities": "oracle",
-                 # DLA with ULTRA's optimiser settings; its propensity model learns 20x faster than the ranker
-                 # (so the position effect is explained before the ranker memorises it) and needs the whole pass
-                 "dla": {"optimizer": "adagrad", "learning_rate": 0.05, "bias_learning_rate": 1.0,
-                         "max_weight": 1e9, "patience": 1000}},
+    # ultr train's defaults (MLP 64-32, Adagrad 0.05, three passes: docs/results/defaults.md)
+    "training": {"eval_every": 200, "propensities": "oracle"},
 }
 
 
@@ -235,6 +232,16 @@ def validate(config: dict) -> list[dict]:
     name = config.get("name", "experiment")
     if not isinstance(name, str) or not name or Path(name).name != name or name in (".", ".."):
         raise ConfigError(f"name: must be a plain directory name inside --out-root, got {name!r}")
+    replay = config.get("logs")
+    if replay is not None:  # a real click log (Baidu-ULTR) replayed instead of simulated
+        if not isinstance(replay, str) or not Path(replay).exists():
+            raise ConfigError(f"logs: {replay!r} does not exist (a click log directory, e.g. ultr baidu convert's "
+                              "OUT/logs)")
+        for key in ("sessions",):
+            if key in config:
+                raise ConfigError(f"{key}: has no effect when logs are replayed (logs = {replay!r})")
+        if config.get("simulation"):
+            raise ConfigError(f"simulation: has no effect when logs are replayed (logs = {replay!r})")
     config.setdefault("seeds", [0])
     if "learners" not in config:
         config["learners"] = ["naive", "ips", "dla", "skyline"]
@@ -242,7 +249,8 @@ def validate(config: dict) -> list[dict]:
         config["training"].setdefault("propensities", "oracle")
     config.setdefault("estimators", [])
     config.setdefault("metrics", ["ndcg@10"])
-    config.setdefault("sessions", 100_000)
+    if replay is None:
+        config.setdefault("sessions", 100_000)
     config.setdefault("data", "synthetic")
     for key in ("seeds", "learners", "metrics"):
         if not config[key]:
@@ -268,19 +276,27 @@ def validate(config: dict) -> list[dict]:
     simulations = []
     for point in points:
         resolved = resolve(config, point)
-        sessions = resolved["sessions"]
+        sessions = resolved.get("sessions", 1)
         if isinstance(sessions, bool) or not isinstance(sessions, int) or sessions < 1:
             raise ConfigError(f"sessions: must be a positive integer, got {sessions!r}")
         data = resolved["data"]
         if not isinstance(data, str):
             raise ConfigError(f"data: must be a string, got {data!r}")
-        if not data.startswith("synthetic") and not Path(data).exists():
+        if data.startswith("baidu:"):
+            if not Path(data[len("baidu:"):].rsplit(":lexical", 1)[0]).is_dir():
+                raise ConfigError(f"data: {data}: no such converted Baidu-ULTR directory (ultr baidu convert --out)")
+        elif not data.startswith("synthetic") and not Path(data).exists():
             from simulators.registry import DATASETS
 
             if data.lower() not in DATASETS:
                 raise ConfigError(f"data: {data} does not exist")
         simulation = _simulation_config(resolved["simulation"])
         simulations.append(simulation)
+        if replay is not None:  # what a real log holds is checked when it is read
+            _check_shared_training_keys(resolved["training"], resolved["learners"])
+            for learner in resolved["learners"]:
+                _train_config(resolved["training"], learner, 0)
+            continue
         for index, estimator in enumerate(resolved["estimators"]):
             problem = ESTIMATORS[estimator].simulation_problem(simulation)
             if problem is not None:
@@ -292,7 +308,8 @@ def validate(config: dict) -> list[dict]:
                 problem = ESTIMATORS[train.propensities].simulation_problem(simulation)
                 if problem is not None:
                     raise ConfigError(f"training.propensities ({learner}): {problem}")
-    _check_simulation_keys(config["simulation"], simulations)
+    if replay is None:
+        _check_simulation_keys(config["simulation"], simulations)
     return points
 
 
@@ -352,12 +369,17 @@ def run_experiment(config: dict, out_root: Path = Path("runs"), progress: bool =
             if key in finished:
                 say(f"[{done}/{total}] {label}, seed {seed}: done in an earlier run (results kept)")
                 continue
-            logs = out / "logs" / _logs_key(dataset, simulation, resolved["sessions"], seed)
-            if not (logs / "manifest.json").exists():
+            if resolved.get("logs") is not None:
+                logs = Path(resolved["logs"])
+                say(f"[{done}/{total}] {label}, seed {seed}: replaying {logs}")
+            elif not (out / "logs" / _logs_key(dataset, simulation, resolved["sessions"], seed)
+                      / "manifest.json").exists():
+                logs = out / "logs" / _logs_key(dataset, simulation, resolved["sessions"], seed)
                 say(f"[{done}/{total}] {label}, seed {seed}: simulating {resolved['sessions']:,} sessions")
                 Simulator(dataset, simulation, seed=seed).run(logs, resolved["sessions"], progress=False,
                                                               overwrite=True)  # a cache entry left unfinished
             else:
+                logs = out / "logs" / _logs_key(dataset, simulation, resolved["sessions"], seed)
                 say(f"[{done}/{total}] {label}, seed {seed}: reusing cached logs {logs.name}")
             truth = true_examination(logs)
             if truth is not None and not truths:
@@ -378,7 +400,8 @@ def run_experiment(config: dict, out_root: Path = Path("runs"), progress: bool =
             for learner in resolved["learners"]:
                 train_config = _train_config(resolved["training"], learner, seed)
                 result = train(logs, dataset, train_config, progress=False)
-                row = {**point, "sessions": resolved["sessions"], "seed": seed, "learner": learner}
+                row = {**point, "sessions": resolved.get("sessions") or count_sessions(logs), "seed": seed,
+                       "learner": learner}
                 row.update(_test_metrics(result, resolved["metrics"]))
                 rows.append(row)
                 if result.propensities is not None and LEARNERS[learner].estimates == "propensities":
