@@ -193,7 +193,7 @@ def write_report(results, args):
                          "dla_mean_curve_error": mean_error}
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_text("\n".join(lines) + "\n", args.out / f"{args.report_name}.md")
-    settings = {k: getattr(args, k) for k in ("seeds", *SETTINGS)}
+    settings = {k: getattr(args, k, "production" if k == "policy" else None) for k in ("seeds", *SETTINGS)}
     atomic_write_json({"settings": settings, "runs": results, "summary": summary}, args.out / f"{args.report_name}.json")
     print("\n".join(lines))
 

@@ -10,10 +10,10 @@ session; each *document line* (32 fields) that follows is one displayed result: 
 1 url_md5, 2 title tokens, 3 abstract tokens, 4 media type, 5 click, 8 skip, 9 serp height, 10 displayed
 time, 16 dwelling time, 21 slip-off count. Tokens are integer ids joined by ``\\x01``.
 
-Parsing is vectorised: a decompressed block becomes one numpy byte array whose tab and newline positions
-give every field's start and end; the fields of one kind are gathered into an Arrow string array and cast
-to numbers in C++. No Python code runs per line or per session (a query's hash runs once per distinct
-query of a block).
+Parsing is vectorised: numpy finds the lines of a decompressed block and counts their fields; the document
+lines go to Arrow's CSV reader (C++) as one buffer in which the query lines are blanked out, and Arrow casts
+and splits the columns. No Python code runs per line or per session (a query's hash runs once per distinct
+query of a block). ``benchmarks/baidu_parse.py`` compares it with a per-line Python parser.
 """
 
 from __future__ import annotations
@@ -203,6 +203,23 @@ def _cast(strings: pa.Array, line_index: np.ndarray, name: str, problems: _Probl
 
 def _tokens(strings: pa.Array, line_index: np.ndarray, name: str, problems: _Problems) -> pa.ListArray:
     """``\\x01``-joined token ids -> list<int32>; an empty field or ``-`` is an empty list."""
+    empty = pc.or_(pc.equal(strings, ""), pc.equal(strings, "-"))
+    try:  # the common case: one split and one cast in C++
+        lists = pc.cast(pc.split_pattern(pc.if_else(empty, pa.scalar(None, pa.string()), strings),
+                                         TOKEN_SEPARATOR), pa.list_(pa.int32()))
+        offsets = np.frombuffer(lists.buffers()[1], np.int32)[lists.offset:lists.offset + len(lists) + 1]
+        offsets = offsets - offsets[0]
+        values = lists.values.slice(int(np.frombuffer(lists.buffers()[1], np.int32)[lists.offset]),
+                                    int(offsets[-1]))
+        if not values.null_count:
+            counts = np.diff(offsets)
+            counts[empty.to_numpy(zero_copy_only=False)] = 0  # a null list: no tokens
+            fixed = np.zeros(len(strings) + 1, np.int32)
+            np.cumsum(counts, out=fixed[1:])
+            if np.array_equal(fixed, offsets):
+                return pa.ListArray.from_arrays(pa.array(fixed), values)
+    except pa.ArrowInvalid:
+        pass  # an empty token or a bad one: the general path below says which line
     split = pc.split_pattern(strings, TOKEN_SEPARATOR)
     flat = pc.list_flatten(split)
     keep = pc.and_(pc.not_equal(flat, ""), pc.not_equal(flat, "-"))
@@ -264,6 +281,11 @@ def parse_block(data: bytes, *, where: str, first_line: int = 1, first_session: 
     latest_start = np.maximum.accumulate(np.where(query_like, np.arange(n), -1)) if n else np.zeros(0, np.int64)
     orphan = np.flatnonzero(is_doc & (latest_start < 0))
     problems.add(orphan, "a document line before any query line")
+    non_ascii = np.unique(np.searchsorted(lines.end, np.flatnonzero(lines.buf > 127)))
+    if non_ascii.size:  # the format is ASCII (token ids, numbers, hex): such a line is bad, and kept from Arrow
+        problems.add(non_ascii, "a byte that is not ASCII (the format holds token ids, numbers and hex digits)")
+        is_query[non_ascii] = False
+        is_doc[non_ascii] = False
     query_lines = np.flatnonzero(is_query)
     doc_lines = np.flatnonzero(is_doc)
     if not query_lines.size and not doc_lines.size and not problems.found:
@@ -567,8 +589,26 @@ def split_annotations(query_ids: np.ndarray, buckets: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------- the converted data as a dataset
+def _with_feature_set(table: pa.Table, features: str, directory) -> pa.Table:
+    """``table`` with its ``features`` column made of the chosen feature set (lexical, embedding or both)."""
+    parts = []
+    if "lexical" in features:
+        parts.append(np.asarray(table.column("features").combine_chunks().flatten().to_numpy(zero_copy_only=False),
+                                np.float32).reshape(table.num_rows, -1))
+    if "embedding" in features:
+        if "embedding" not in table.column_names:
+            raise BaiduFormatError(f"baidu:{directory}: no query-document embeddings here (they come with Hager "
+                                   "et al.'s Feather release: ultr baidu convert --feather); use the lexical features")
+        embedding = table.column("embedding").combine_chunks()
+        parts.append(embedding.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(table.num_rows, -1))
+    values = np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
+    width = values.shape[1]
+    column = pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1), pa.float32()), width)
+    return table.set_column(table.column_names.index("features"), "features", column)
+
+
 BAIDU_METRICS = ("dcg@1", "dcg@3", "dcg@5", "dcg@10", "ndcg@10", "mrr@10")
-FEATURE_SETS = ("lexical",)
+FEATURE_SETS = ("lexical", "embedding", "lexical+embedding")
 
 
 def load_baidu_dataset(directory: str | Path, features: str = "lexical"):
@@ -600,17 +640,19 @@ def load_baidu_dataset(directory: str | Path, features: str = "lexical"):
         raise BaiduFormatError(f"{directory}: the converted log has no documents")
     # distinct pairs: the feature rows of one pair are identical (one corpus), keep the first
     keys = train_table.select(["query_id", "doc_id"]).to_pandas()
-    keep = ~keys.duplicated().to_numpy()
-    train_table = train_table.filter(pa.array(keep))
+    train_table = train_table.filter(pa.array(~keys.duplicated().to_numpy()))
+    judged = pq.read_table(annotations)
+    train_table = _with_feature_set(train_table, features, directory)
+    judged_features = _with_feature_set(judged, features, directory)
     train = RankingData.from_table(train_table.append_column(
         "label", pa.array(np.zeros(train_table.num_rows, np.int8))), name=f"{directory} (log documents)")
-    judged = pq.read_table(annotations)
     test_mask = split_annotations(judged.column("query_id").to_numpy(), judged.column("frequency_bucket").to_numpy())
     test_of_row = pa.array(test_mask)
-    vali = RankingData.from_table(judged.filter(pc.invert(test_of_row)).select(
-        ["query_id", "doc_id", "label", "features"]), name=f"{directory} (annotations, validation)")
-    test = RankingData.from_table(judged.filter(test_of_row).select(
-        ["query_id", "doc_id", "label", "features"]), name=f"{directory} (annotations, test)")
+    columns = ["query_id", "doc_id", "label", "features"]
+    vali = RankingData.from_table(judged_features.filter(pc.invert(test_of_row)).select(columns),
+                                  name=f"{directory} (annotations, validation)")
+    test = RankingData.from_table(judged_features.filter(test_of_row).select(columns),
+                                  name=f"{directory} (annotations, test)")
     q = judged.column("query_id").to_numpy()
     b = judged.column("frequency_bucket").to_numpy()
     groups = {int(query): frequency_group(int(bucket)) for query, bucket in zip(*np.unique(

@@ -316,3 +316,191 @@ def _merge_doc_ids(files: list[Path], target: Path) -> None:
         table = pa.table({"doc_id": grouped.column("doc_id"), "url_md5": grouped.column("url_md5_min")})
         table = table.sort_by("doc_id")
     atomic_write_parquet(table, target)
+
+
+# ---------------------------------------------------------------------- Hager et al.'s preprocessed release
+#: list columns of the Feather click files (one row per query) and their click-log names
+FEATHER_SESSION_COLUMNS = {"click": "clicks", "position": "positions", "media_type": "media_type",
+                           "displayed_time": "displayed_time", "serp_height": "serp_height",
+                           "slipoff_count_after_click": "slipoff_count"}
+EMBEDDING = "query_document_embedding"
+EMBEDDING_SIZE = 768
+
+
+def feather_files(path: str | os.PathLike) -> list[Path]:
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    files = sorted(p for p in path.glob("*.feather")) if path.is_dir() else []
+    if not files:
+        raise BaiduFormatError(f"{path}: no .feather files (the preprocessed Baidu-ULTR release)")
+    return files
+
+
+def _read_feather(path: Path) -> pa.Table:
+    import pyarrow.feather as feather
+
+    try:
+        return feather.read_table(path)
+    except (pa.ArrowInvalid, OSError) as error:
+        raise BaiduFormatError(f"{path}: not a readable Feather (Arrow IPC) file ({error})") from None
+
+
+def _query_ids(table: pa.Table, where: str) -> np.ndarray:
+    from .baidu import stable_id
+
+    for name in ("query_md5", "query_id"):
+        if name in table.column_names:
+            return stable_id(pc.cast(table.column(name), pa.string()))
+    raise BaiduFormatError(f"{where}: no query_md5 or query_id column")
+
+
+def _list_column(table: pa.Table, name: str, where: str, lengths: np.ndarray) -> pa.Array:
+    if name not in table.column_names:
+        raise BaiduFormatError(f"{where}: missing column {name!r} (has {table.column_names})")
+    column = table.column(name).combine_chunks()
+    if not (pa.types.is_list(column.type) or pa.types.is_large_list(column.type)):
+        raise BaiduFormatError(f"{where}: column {name!r} must be a list per query, found {column.type}")
+    if column.null_count or not np.array_equal(pc.list_value_length(column).to_numpy(zero_copy_only=False),
+                                               lengths):
+        raise BaiduFormatError(f"{where}: column {name!r} does not hold one value per document of each query")
+    return column
+
+
+def _embeddings(table: pa.Table, where: str, lengths: np.ndarray) -> pa.Array:
+    """``query_document_embedding`` -> fixed_size_list<halffloat>[768] per document."""
+    column = _list_column(table, EMBEDDING, where, lengths)
+    rows = pc.list_flatten(column)
+    if pa.types.is_fixed_size_list(rows.type):
+        values, width = rows.flatten(), rows.type.list_size
+    else:
+        width_set = set(pc.list_value_length(rows).to_numpy(zero_copy_only=False).tolist())
+        if len(width_set) > 1:
+            raise BaiduFormatError(f"{where}: {EMBEDDING} rows differ in length ({sorted(width_set)[:3]})")
+        values, width = pc.list_flatten(rows), (width_set.pop() if width_set else EMBEDDING_SIZE)
+    if width != EMBEDDING_SIZE:
+        raise BaiduFormatError(f"{where}: {EMBEDDING} has {width} values per document, expected {EMBEDDING_SIZE}")
+    values = pc.cast(values, pa.float16())
+    if not np.all(np.isfinite(values.to_numpy(zero_copy_only=False).astype(np.float32))):
+        raise BaiduFormatError(f"{where}: {EMBEDDING} holds NaN or infinite values")
+    return pa.FixedSizeListArray.from_arrays(values, EMBEDDING_SIZE)
+
+
+def _lexical(table: pa.Table, where: str, lengths: np.ndarray) -> np.ndarray:
+    columns = []
+    for name in FEATURE_NAMES:
+        values = pc.list_flatten(_list_column(table, name, where, lengths)).to_numpy(zero_copy_only=False)
+        columns.append(values.astype(np.float32))
+    features = np.stack(columns, axis=1) if columns else np.zeros((int(lengths.sum()), 0), np.float32)
+    if not np.all(np.isfinite(features)):
+        raise BaiduFormatError(f"{where}: a lexical feature column holds NaN or infinite values")
+    return features
+
+
+def _doc_ids(table: pa.Table, where: str, lengths: np.ndarray) -> tuple[np.ndarray, pa.Array]:
+    from .baidu import _hex_digits, doc_ids_from_md5
+
+    for name in ("url_md5", "text_md5"):
+        if name in table.column_names:
+            urls = pc.cast(pc.list_flatten(_list_column(table, name, where, lengths)), pa.string())
+            digits, ok = _hex_digits(urls)
+            ids, hex_ok = doc_ids_from_md5(digits)
+            if not (ok & hex_ok).all():
+                raise BaiduFormatError(f"{where}: column {name!r} holds a value that is not 32 hex digits")
+            return ids, urls
+    raise BaiduFormatError(f"{where}: no url_md5 (or text_md5) column")
+
+
+def _features_table(query_id, doc_id, lexical, embedding) -> pa.Table:
+    flat = pa.array(lexical.reshape(-1), pa.float32())
+    return pa.table({"query_id": pa.array(query_id), "doc_id": pa.array(doc_id),
+                     "features": pa.FixedSizeListArray.from_arrays(flat, len(FEATURE_NAMES)),
+                     "embedding": embedding})
+
+
+def convert_feather(clicks: str | os.PathLike, out: str | os.PathLike, *,
+                    annotations: str | os.PathLike | None = None) -> dict:
+    """Convert Hager et al.'s Feather release (one row per query, list columns) into ``out``.
+
+    Writes ``logs/`` (the click log), ``features/`` (the release's 12 lexical features and its 768-value
+    float16 ``query_document_embedding``) and, from an annotation Feather file, ``annotations.parquet``; the
+    result is read by ``--data baidu:OUT`` (feature sets ``lexical``, ``embedding``, ``lexical+embedding``).
+    """
+    started = time.perf_counter()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    files = feather_files(clicks)
+    with writer_lock(out / "baidu.json"):
+        logs = out / "logs"
+        logs.mkdir(exist_ok=True)
+        (logs / INCOMPLETE_NAME).write_text("a Baidu-ULTR conversion is writing this log\n")
+        (logs / "manifest.json").unlink(missing_ok=True)
+        sessions = 0
+        for index, path in enumerate(files):
+            where = path.name
+            table = _read_feather(path)
+            if "click" not in table.column_names:
+                raise BaiduFormatError(f"{where}: missing column 'click' (has {table.column_names})")
+            lengths = pc.list_value_length(table.column("click").combine_chunks()).fill_null(0).to_numpy(
+                zero_copy_only=False)
+            query_id = _query_ids(table, where)
+            doc_id, _ = _doc_ids(table, where, lengths)
+            offsets = pa.array(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32))
+            columns = {"session_id": pa.array((np.int64(index) << 32) + np.arange(table.num_rows, dtype=np.int64)),
+                       "query_id": pa.array(query_id),
+                       "doc_ids": pa.ListArray.from_arrays(offsets, pa.array(doc_id))}
+            for source, target in FEATHER_SESSION_COLUMNS.items():
+                if source not in table.column_names:
+                    if source in ("click", "position"):
+                        raise BaiduFormatError(f"{where}: missing column {source!r}")
+                    continue
+                values = pc.list_flatten(_list_column(table, source, where, lengths))
+                dtype = {"clicks": pa.bool_(), "positions": pa.int16(), "displayed_time": pa.float32()}.get(
+                    target, pa.int32())
+                numbers = values.to_numpy(zero_copy_only=False)
+                if target == "clicks" and not np.isin(numbers, (0, 1)).all():
+                    raise BaiduFormatError(f"{where}: column 'click' holds values other than 0 and 1")
+                if target == "positions" and numbers.size and (numbers.min() < 1 or numbers.max() > 30):
+                    raise BaiduFormatError(f"{where}: column 'position' holds values outside 1..30")
+                columns[target] = pa.ListArray.from_arrays(offsets, pc.cast(values, dtype))
+            atomic_write_parquet(pa.table(columns), logs / f"{_partition_name(index)}.parquet")
+            features = _features_table(np.repeat(query_id, lengths), doc_id, _lexical(table, where, lengths),
+                                       _embeddings(table, where, lengths))
+            atomic_write_parquet(features, out / "features" / f"{_partition_name(index)}.parquet")
+            sessions += table.num_rows
+        annotation_summary = None
+        if annotations is not None:
+            annotation_summary = _convert_feather_annotations(Path(annotations), out)
+        write_manifest(logs, extra={"source": "baidu-ultr (Hager et al. Feather release)",
+                                    "partitions": [p.name for p in files]})
+        (logs / INCOMPLETE_NAME).unlink(missing_ok=True)
+        result = {"format": 1, "source": "feather", "files": [p.name for p in files],
+                  "total": {"sessions": sessions, "sessions_kept": sessions}, "features": list(FEATURE_NAMES),
+                  "embedding": EMBEDDING_SIZE, "annotations": annotation_summary,
+                  "seconds": round(time.perf_counter() - started, 3)}
+        atomic_write_json(result, out / "baidu.json")
+    return result
+
+
+def _convert_feather_annotations(path: Path, out: Path) -> dict:
+    from .baidu import MAX_GRADE
+
+    where = path.name
+    table = _read_feather(path)
+    if "label" not in table.column_names or "frequency_bucket" not in table.column_names:
+        raise BaiduFormatError(f"{where}: an annotation file needs 'label' (a list per query) and 'frequency_bucket'")
+    lengths = pc.list_value_length(table.column("label").combine_chunks()).to_numpy(zero_copy_only=False)
+    labels = pc.list_flatten(_list_column(table, "label", where, lengths)).to_numpy(zero_copy_only=False)
+    if labels.size and (labels.min() < 0 or labels.max() > MAX_GRADE):
+        raise BaiduFormatError(f"{where}: labels must lie in 0..{MAX_GRADE}")
+    buckets = table.column("frequency_bucket").to_numpy()
+    if buckets.size and (buckets.min() < 0 or buckets.max() > 9):
+        raise BaiduFormatError(f"{where}: frequency_bucket must lie in 0..9")
+    query_id = _query_ids(table, where)
+    ordinal = np.concatenate([np.arange(n) for n in lengths]) if len(lengths) else np.zeros(0, np.int64)
+    features = _features_table(np.repeat(query_id, lengths), ordinal.astype(np.int64),
+                               _lexical(table, where, lengths), _embeddings(table, where, lengths))
+    features = features.append_column("label", pa.array(labels.astype(np.int8))).append_column(
+        "frequency_bucket", pa.array(np.repeat(buckets, lengths).astype(np.int8)))
+    atomic_write_parquet(features, out / "annotations.parquet")
+    return {"file": str(path), "rows": features.num_rows, "queries": int(table.num_rows)}

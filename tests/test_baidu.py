@@ -192,6 +192,9 @@ def good_lines():
     (lambda lines: [lines[0], lines[1], lines[2].replace(lines[2].split("\t")[2], "12\x01ab", 1), *lines[3:]],
      "line 3: title holds a token that is not an integer id"),
     (lambda lines: [lines[0], lines[1], "1" + lines[2][1:], *lines[3:]], "line 3: position 1 appears twice"),
+    (lambda lines: [lines[0], lines[1] + "\u00e9", *lines[2:]], "line 2: a byte that is not ASCII"),
+    (lambda lines: [lines[0], lines[1].replace(lines[1].split("\t")[1], "abc", 1), *lines[2:]],
+     "line 2: url_md5 is not 32 hexadecimal digits"),
 ])
 def test_bad_lines_name_partition_and_line(tmp_path, edit, message):
     lines = edit(good_lines())
@@ -344,3 +347,83 @@ def test_ultr_run_replays_a_baidu_log(converted, tmp_path):
     assert (frame["sessions"] == summary["total"]["sessions_kept"]).all()
     with pytest.raises(Exception, match="simulation: has no effect when logs are replayed"):
         run_experiment({**config, "simulation": {"eta": 2.0}}, out_root=tmp_path, progress=False)
+
+
+def write_feather_release(directory: Path, num_queries: int = 40, seed: int = 0) -> tuple[Path, Path]:
+    """Click and annotation files in the layout of Hager et al.'s Feather release (one row per query)."""
+    import hashlib
+
+    import pyarrow.feather as feather
+
+    rng = np.random.default_rng(seed)
+    directory.mkdir(parents=True, exist_ok=True)
+
+    def table(with_clicks: bool):
+        rows = {name: [] for name in ["query_md5", "url_md5", "click", "position", "media_type", "displayed_time",
+                                      "serp_height", "slipoff_count_after_click", "label", *FEATURE_NAMES,
+                                      "query_document_embedding"]}
+        for q in range(num_queries):
+            n = int(rng.integers(5, 11))
+            rows["query_md5"].append(hashlib.md5(f"q{q}".encode()).hexdigest())
+            rows["url_md5"].append([hashlib.md5(f"q{q}-d{d}".encode()).hexdigest() for d in range(n)])
+            rows["click"].append(rng.integers(0, 2, n).tolist())
+            rows["position"].append(list(range(1, n + 1)))
+            rows["media_type"].append(rng.integers(0, 5, n).tolist())
+            rows["displayed_time"].append(rng.random(n).tolist())
+            rows["serp_height"].append(rng.integers(100, 300, n).tolist())
+            rows["slipoff_count_after_click"].append(rng.integers(0, 3, n).tolist())
+            rows["label"].append(rng.integers(0, 5, n).tolist())
+            for name in FEATURE_NAMES:
+                rows[name].append(rng.random(n).astype(np.float32).tolist())
+            rows["query_document_embedding"].append(rng.normal(size=(n, 768)).astype(np.float16).tolist())
+        columns = {k: v for k, v in rows.items() if with_clicks or k not in ("click", "position", "media_type",
+                                                                              "displayed_time", "serp_height",
+                                                                              "slipoff_count_after_click", "url_md5")}
+        if not with_clicks:
+            columns["frequency_bucket"] = rng.integers(0, 10, num_queries).tolist()
+        else:
+            columns.pop("label")
+        types = {"query_document_embedding": pa.list_(pa.list_(pa.float16()))}
+        return pa.table({k: pa.array(v, types.get(k)) for k, v in columns.items()})
+
+    clicks = directory / "clicks"
+    clicks.mkdir(exist_ok=True)
+    feather.write_feather(table(True), clicks / "part-0.feather")
+    feather.write_feather(table(False), directory / "annotations.feather")
+    return clicks, directory / "annotations.feather"
+
+
+def test_feather_release_with_embeddings(tmp_path):
+    from simulators.baidu_convert import convert_feather
+    from simulators.datasets import load_dataset
+    from ultr.training import TrainConfig, train
+
+    clicks, annotations = write_feather_release(tmp_path / "release")
+    summary = convert_feather(clicks, tmp_path / "out", annotations=annotations)
+    assert summary["total"]["sessions"] == 40
+    log = read_click_log(tmp_path / "out" / "logs")
+    source = pa.ipc.open_file(clicks / "part-0.feather").read_all().to_pylist()
+    for row, query in enumerate(source):
+        mask = log.mask[row]
+        assert log.clicks[row][mask].tolist() == [bool(c) for c in query["click"]]
+        assert (np.flatnonzero(mask) + 1).tolist() == query["position"]
+    sizes = {"lexical": 12, "embedding": 768, "lexical+embedding": 780}
+    for features, width in sizes.items():
+        dataset = load_dataset(f"baidu:{tmp_path / 'out'}:{features}")
+        assert dataset.num_features == width
+    dataset = load_dataset(f"baidu:{tmp_path / 'out'}:embedding")
+    first = np.asarray(source[0]["query_document_embedding"][0], np.float16).astype(np.float32)
+    query = stable_id(pa.array([source[0]["query_md5"]]))[0]
+    row = np.flatnonzero((dataset.train.query_ids == query)
+                         & (dataset.train.doc_ids == doc_id_of(source[0]["url_md5"][0])))
+    assert row.size == 1 and np.array_equal(dataset.train.features[row[0]], first)
+    result = train(tmp_path / "out" / "logs", dataset, TrainConfig(learner="naive", max_steps=5, eval_every=5),
+                   progress=False)
+    assert np.isfinite(result.test["dcg@10"])
+    with pytest.raises(BaiduFormatError, match="no query-document embeddings"):
+        converted_raw = tmp_path / "raw"
+        write_partitions(converted_raw, 1, 30)
+        convert(converted_raw, tmp_path / "rawout", annotations=ANNOTATIONS if ANNOTATIONS.exists() else None)
+        if not ANNOTATIONS.exists():
+            raise BaiduFormatError("no query-document embeddings (annotation sample missing)")
+        load_dataset(f"baidu:{tmp_path / 'rawout'}:embedding")

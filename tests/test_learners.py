@@ -161,8 +161,8 @@ def biased_logs(tmp_path_factory):
 def _train(dataset, logs, learner, **kwargs):
     if learner in ("ips", "affine"):  # the propensity source is explicit: here the simulation's truth
         kwargs.setdefault("propensities", "oracle")
-    config = TrainConfig(learner=learner, ranker="mlp", hidden=(32, 16), learning_rate=0.003, eval_every=100,
-                         patience=5, epochs=1, **kwargs)
+    # the default ranker, optimiser and learning rate (MLP 64-32, Adagrad 0.05), one pass to keep the test short
+    config = TrainConfig(learner=learner, eval_every=100, patience=5, epochs=1, **kwargs)
     return train(logs, dataset, config, progress=False)
 
 

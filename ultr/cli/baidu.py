@@ -22,9 +22,14 @@ def add_parser(commands) -> None:
             "of a process pool; a rerun skips finished partitions. See docs/baidu.md."
         ),
     )
-    convert.add_argument("--raw", type=Path, required=True, help="directory of part-*.gz partitions (or one file)")
+    source = convert.add_mutually_exclusive_group(required=True)
+    source.add_argument("--raw", type=Path, help="directory of part-*.gz partitions (or one file)")
+    source.add_argument("--feather", type=Path, help="Hager et al.'s preprocessed release: a directory of .feather "
+                                                     "click files (or one file), with lexical features and the "
+                                                     "768-value query-document embedding")
     convert.add_argument("--out", type=Path, required=True, help="output directory")
-    convert.add_argument("--annotations", type=Path, help="the expert-annotation file (tab-separated, 6 columns)")
+    convert.add_argument("--annotations", type=Path, help="the expert-annotation file (tab-separated, 6 columns; "
+                                                          "with --feather: the release's annotation .feather file)")
     convert.add_argument("--workers", type=positive_int, default=None,
                          help="processes (default: the CPU count, at most the number of partitions)")
     convert.add_argument("--skip-bad-lines", action="store_true",
@@ -36,10 +41,20 @@ def add_parser(commands) -> None:
 
 
 def run_convert(args: argparse.Namespace) -> int:
-    from simulators.baidu_convert import convert, raw_partitions
+    from simulators.baidu_convert import convert, convert_feather, raw_partitions
 
     if args.annotations is not None and not args.annotations.is_file():
         raise UsageError(f"--annotations {args.annotations}: no such file")
+    if args.feather is not None:
+        for flag, given in (("--skip-bad-lines", args.skip_bad_lines), ("--workers", args.workers is not None)):
+            if given:
+                raise UsageError(f"{flag}: only for --raw partitions")
+        summary = convert_feather(args.feather, args.out, annotations=args.annotations)
+        print(f"{len(summary['files'])} Feather files, {summary['total']['sessions']:,} queries with clicks; "
+              f"lexical features and {summary['embedding']}-value embeddings in {summary['seconds']:.1f}s")
+        print(f"wrote {args.out}/; train with ultr train --logs {args.out}/logs --data "
+              f"baidu:{args.out}:lexical+embedding --learner naive --out DIR")
+        return 0
     parts = raw_partitions(args.raw)
     workers = args.workers or min(os.cpu_count() or 1, len(parts))
     summary = convert(args.raw, args.out, annotations=args.annotations, workers=workers,
