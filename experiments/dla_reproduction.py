@@ -132,7 +132,11 @@ def write_report(results, args):
          "from the JSON beside it)." if args.report_name == "dla_reproduction" else
          f"Regenerate: `python experiments/dla_reproduction.py --datasets {' '.join(args.datasets)} --seeds "
          f"{' '.join(map(str, args.seeds))} --sessions {args.sessions} --epochs {args.epochs} --learners "
-         f"{' '.join(args.learners)} --report-name {args.report_name}` (one process per seed with its own --work, "
+         f"{' '.join(args.learners)}"
+         + (f" --ranker mlp --hidden {args.hidden}" if args.ranker == "mlp" else "")
+         + (f" --policy {args.policy}" if getattr(args, "policy", "production") != "production" else "")
+         + (f" --bias-learning-rate {args.bias_learning_rate}" if getattr(args, "bias_learning_rate", None) else "")
+         + f" --report-name {args.report_name}` (one process per seed with its own --work, "
          "then `--report-only` on a --work holding the merged runs JSON).")
         + " Why DLA's propensities miss on some seeds, and what was tried: "
         "[docs/learners.md](../learners.md#reproducing-the-dla-papers-comparison).",

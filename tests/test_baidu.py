@@ -427,3 +427,25 @@ def test_feather_release_with_embeddings(tmp_path):
         if not ANNOTATIONS.exists():
             raise BaiduFormatError("no query-document embeddings (annotation sample missing)")
         load_dataset(f"baidu:{tmp_path / 'rawout'}:embedding")
+
+
+@needs_annotations
+def test_bm25_baseline_ranks_by_the_feature(converted, tmp_path):
+    from simulators.datasets import load_dataset
+    from ultr.training import TrainConfig, train
+
+    root, _, _ = converted
+    dataset = load_dataset(f"baidu:{root / 'out'}")
+    result = train(None, dataset, TrainConfig(learner="feature", learner_options={"feature": 0}), progress=False)
+    # DCG@10 of ranking each test query's documents by bm25, written out here (ties by dataset order)
+    test = dataset.test
+    values = []
+    for q in range(test.num_queries):
+        rows = np.arange(test.query_offsets[q], test.query_offsets[q + 1])
+        if not (test.labels[rows] > 0).any():
+            continue
+        order = sorted(range(len(rows)), key=lambda i: (-test.features[rows[i], 0], i))[:10]
+        values.append(sum((2.0 ** test.labels[rows[i]] - 1) / math.log2(r + 2) for r, i in enumerate(order)))
+    assert result.test["dcg@10"] == pytest.approx(np.mean(values), rel=1e-5)
+    with pytest.raises(ValueError, match="--feature 99"):
+        train(None, dataset, TrainConfig(learner="feature", learner_options={"feature": 99}), progress=False)

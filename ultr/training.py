@@ -26,7 +26,7 @@ from simulators.datasets import Dataset, RankingData
 from simulators.metadata import LogMetadata
 
 from .data import FeatureStore, LabelBatch, click_batches, label_batches, to_device
-from .learners import LEARNERS, Learner, LoggingPolicy, Need
+from .learners import LEARNERS, Learner, Need
 from .losses import LOSSES
 from .metrics import evaluate_rankings, parse_metric
 from .optimizers import OPTIMIZERS
@@ -146,7 +146,7 @@ def learner_option_fields() -> dict[str, list[type[Learner]]]:
 def unused_reason(key: str, config: TrainConfig) -> str | None:
     """Why option ``key`` does nothing for ``config``'s learner, ranker and optimiser (None: it is used)."""
     cls = config.learner_class
-    if not cls.trainable and key not in UNTRAINED_FIELDS:
+    if not cls.trainable and key not in UNTRAINED_FIELDS and key not in cls.option_names():
         return f"the {cls.name} learner is not trained"
     if key == "epochs" and config.max_steps is not None:
         return "--max-steps sets the length of training"
@@ -464,8 +464,9 @@ def train(logs, dataset: Dataset, config: TrainConfig, progress: bool = True,
     if metadata is not None:
         metadata.check_dataset(dataset.train)
     if not cls.trainable:
-        test = _padded_scores(test_store, LoggingPolicy.policy_scores(metadata, test_store.data.features), test_lists)
-        vali = _padded_scores(vali_store, LoggingPolicy.policy_scores(metadata, vali_store.data.features), vali_lists)
+        options = cls.make_options(config.learner_options)
+        test = _padded_scores(test_store, cls.fixed_scores(metadata, test_store.data.features, options), test_lists)
+        vali = _padded_scores(vali_store, cls.fixed_scores(metadata, vali_store.data.features, options), vali_lists)
         vm = evaluate_scores(vali, vali_lists, (config.metric,), grade)
         tm = evaluate_scores(test, test_lists, test_metrics_names, max_label=grade)
         return TrainResult(cls.name, vm, tm, None, [], 0, time.perf_counter() - started, test, test_lists,

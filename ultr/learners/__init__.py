@@ -9,7 +9,7 @@ One module per family: :mod:`.clicks` (naive, skyline, logging policy),
 
 from ..losses import LOSSES, ranking_loss, sigmoid_loss
 from .base import LEARNERS, Learner, Need, NoOptions, Statistic, register_learner
-from .clicks import LoggingPolicy, Naive, Skyline
+from .clicks import FeatureScore, LoggingPolicy, Naive, Skyline
 from .dla import DLA
 from .pairwise import PairD
 from .regression_em import RegressionEM
@@ -25,6 +25,7 @@ __all__ = [
     "LOSSES",
     "Affine",
     "Learner",
+    "FeatureScore",
     "LoggingPolicy",
     "Naive",
     "Need",

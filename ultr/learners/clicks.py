@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..losses import LOSSES
-from ..options import option
+from ..options import non_negative, option
 from .base import Learner, Need, register_learner
 
 
@@ -67,6 +67,11 @@ class LoggingPolicy(Learner):
     def loss(self, features, batch):  # pragma: no cover - never trained
         raise TypeError("the logging policy is not trained")
 
+    @classmethod
+    def fixed_scores(cls, metadata, features: np.ndarray, options) -> np.ndarray:
+        """Scores ``[N]`` of raw features ``[N, F]`` without training."""
+        return cls.policy_scores(metadata, features)
+
     @staticmethod
     def policy_scores(metadata, features: np.ndarray) -> np.ndarray:
         """Scores ``[N]`` of the logging policy's linear ranker on raw features ``[N, F]``."""
@@ -75,3 +80,32 @@ class LoggingPolicy(Learner):
             raise ValueError("logging-policy needs " + Need.LOGGING_POLICY.supplied_by
                              + " (its weights are in simulation.json)")
         return ((features - np.asarray(model["mean"])) / np.asarray(model["scale"])) @ np.asarray(model["weights"])
+
+
+@register_learner
+class FeatureScore(Learner):
+    """One feature as the score (not trained): a lexical baseline such as BM25 (feature 0 of ``baidu:DIR``)."""
+
+    name = "feature"
+    needs = frozenset()
+    losses = ()
+    trainable = False
+
+    @dataclasses.dataclass(frozen=True)
+    class Options:
+        feature: int = option(0, "feature: index of the feature that is the score (0 is bm25 in baidu:DIR)",
+                              check=lambda v: isinstance(v, int) and non_negative(v), requirement="a feature index")
+
+    def __init__(self, ranker, list_size, loss=None, feature: int = 0):
+        super().__init__(ranker, list_size, loss)
+        self.feature = feature
+
+    def loss(self, features, batch):  # pragma: no cover - never trained
+        raise TypeError("the feature baseline is not trained")
+
+    @classmethod
+    def fixed_scores(cls, metadata, features: np.ndarray, options) -> np.ndarray:
+        index = options.feature
+        if not 0 <= index < features.shape[1]:
+            raise ValueError(f"--feature {index}: the dataset has {features.shape[1]} features (0..{features.shape[1] - 1})")
+        return np.asarray(features[:, index], np.float64)
