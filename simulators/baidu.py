@@ -527,17 +527,34 @@ def read_annotations(path: str | Path) -> pa.Table:
         first = min(problems.found)
         raise BaiduFormatError(f"{where}: line {first + 1}: {problems.found[first]}")
     query_id = stable_id(queries)
-    order = np.argsort(query_id, kind="stable")
-    ordinal = np.empty(len(rows), np.int64)
-    sorted_q = query_id[order]
-    starts = np.flatnonzero(np.concatenate([[True], sorted_q[1:] != sorted_q[:-1]]))
-    group_start = np.repeat(starts, np.diff(np.concatenate([starts, [len(rows)]])))
-    ordinal[order] = np.arange(len(rows)) - group_start
+    ordinal = _rank_within_groups(query_id, np.argsort(query_id, kind="stable"))
     buckets = _check_buckets(query_id, bucket, rows, where)
     return pa.table({
         "query_id": pa.array(query_id), "doc_id": pa.array(ordinal), "label": pa.array(label.astype(np.int8)),
         "frequency_bucket": pa.array(buckets.astype(np.int8)), "query": query, "title": title, "abstract": abstract,
     })
+
+
+def first_rows(*keys: np.ndarray) -> np.ndarray:
+    """Row numbers of the first occurrence of each distinct key tuple, in row order."""
+    if not len(keys[0]):
+        return np.zeros(0, np.int64)
+    order = np.lexsort(keys[::-1])
+    sorted_keys = [k[order] for k in keys]
+    starts = np.ones(len(order), bool)
+    starts[1:] = np.any([k[1:] != k[:-1] for k in sorted_keys], axis=0)
+    # the first row of each group is the smallest row number: lexsort is stable
+    return np.sort(order[starts])
+
+
+def _rank_within_groups(groups: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """Each element's 0-based rank among the elements of its group, in ``order`` (which sorts ``groups``)."""
+    sorted_groups = groups[order]
+    starts = np.flatnonzero(np.concatenate([[True], sorted_groups[1:] != sorted_groups[:-1]]))
+    group_start = np.repeat(starts, np.diff(np.concatenate([starts, [len(groups)]])))
+    rank = np.empty(len(groups), np.int64)
+    rank[order] = np.arange(len(groups)) - group_start
+    return rank
 
 
 def _check_buckets(query_id: np.ndarray, bucket: np.ndarray, rows: np.ndarray, where: str) -> np.ndarray:
@@ -578,12 +595,7 @@ def split_annotations(query_ids: np.ndarray, buckets: np.ndarray) -> np.ndarray:
     mixed = np.array([int.from_bytes(hashlib.blake2b(int(q).to_bytes(8, "little", signed=True),
                                                      digest_size=8).digest(), "little") for q in unique],
                      dtype=np.uint64)
-    order = np.lexsort((mixed, bucket_of))
-    rank_in_bucket = np.zeros(len(unique), np.int64)
-    sorted_b = bucket_of[order]
-    starts = np.flatnonzero(np.concatenate([[True], sorted_b[1:] != sorted_b[:-1]]))
-    group_start = np.repeat(starts, np.diff(np.concatenate([starts, [len(unique)]])))
-    rank_in_bucket[order] = np.arange(len(unique)) - group_start
+    rank_in_bucket = _rank_within_groups(bucket_of, np.lexsort((mixed, bucket_of)))
     test_query = rank_in_bucket % 2 == 1
     return test_query[np.searchsorted(unique, query_ids)]
 
@@ -639,8 +651,8 @@ def load_baidu_dataset(directory: str | Path, features: str = "lexical"):
     if train_table is None or not train_table.num_rows:
         raise BaiduFormatError(f"{directory}: the converted log has no documents")
     # distinct pairs: the feature rows of one pair are identical (one corpus), keep the first
-    keys = train_table.select(["query_id", "doc_id"]).to_pandas()
-    train_table = train_table.filter(pa.array(~keys.duplicated().to_numpy()))
+    train_table = train_table.take(pa.array(first_rows(train_table.column("query_id").to_numpy(),
+                                                       train_table.column("doc_id").to_numpy())))
     judged = pq.read_table(annotations)
     train_table = _with_feature_set(train_table, features, directory)
     judged_features = _with_feature_set(judged, features, directory)

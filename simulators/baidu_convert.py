@@ -34,11 +34,10 @@ import pyarrow.parquet as pq
 from click_models.logs import (INCOMPLETE_NAME, ClickLogError, atomic_path, atomic_write_json, atomic_write_parquet,
                                file_sha256, write_manifest, writer_lock)
 
-from .baidu import BaiduFormatError, ParseStats, iter_partition
+from .baidu import BaiduFormatError, ParseStats, first_rows, iter_partition
 from .lexical import FEATURE_NAMES, CorpusStatistics
 
 WORK = ".work"
-PARTITION_SUFFIXES = (".gz",)
 
 
 def raw_partitions(raw: str | os.PathLike) -> list[Path]:
@@ -101,7 +100,7 @@ def convert_partition(path: str | os.PathLike, index: int, out: str | os.PathLik
                 q = documents.column("query_id").to_numpy()
                 d = documents.column("doc_id").to_numpy()
                 # documents new to this partition go into the corpus statistics and the id table
-                doc_first = _first_rows(d)
+                doc_first = first_rows(d)
                 new_rows = doc_first[~np.isin(d[doc_first], seen_docs)]
                 corpus.add_documents(documents.column("title").take(pa.array(new_rows)),
                                      documents.column("abstract").take(pa.array(new_rows)))
@@ -109,7 +108,7 @@ def convert_partition(path: str | os.PathLike, index: int, out: str | os.PathLik
                 url_tables.append(documents.select(["doc_id", "url_md5"]).take(pa.array(new_rows)))
                 write("sessions", block.sessions)
                 # each distinct (query, doc) pair of the block, for the feature table
-                write("documents", documents.drop_columns(["url_md5"]).take(pa.array(_first_rows(q, d))))
+                write("documents", documents.drop_columns(["url_md5"]).take(pa.array(first_rows(q, d))))
             for key in ("sessions", "documents"):
                 if key not in writers:  # a partition with no session left
                     write(key, _empty_tables()[key])
@@ -124,18 +123,6 @@ def convert_partition(path: str | os.PathLike, index: int, out: str | os.PathLik
                "seconds": round(time.perf_counter() - started, 3)}
     atomic_write_json(summary, work / f"{name}.json")
     return summary
-
-
-def _first_rows(*keys: np.ndarray) -> np.ndarray:
-    """Row numbers of the first occurrence of each distinct key tuple, in row order."""
-    if not len(keys[0]):
-        return np.zeros(0, np.int64)
-    order = np.lexsort(keys[::-1])
-    sorted_keys = [k[order] for k in keys]
-    starts = np.ones(len(order), bool)
-    starts[1:] = np.any([k[1:] != k[:-1] for k in sorted_keys], axis=0)
-    # the first row of each group is the smallest row number: lexsort is stable
-    return np.sort(order[starts])
 
 
 def _empty_tables() -> dict:

@@ -292,19 +292,15 @@ def validate(config: dict) -> list[dict]:
                 raise ConfigError(f"data: {data} does not exist")
         simulation = _simulation_config(resolved["simulation"])
         simulations.append(simulation)
-        if replay is not None:  # what a real log holds is checked when it is read
-            _check_shared_training_keys(resolved["training"], resolved["learners"])
-            for learner in resolved["learners"]:
-                _train_config(resolved["training"], learner, 0)
-            continue
-        for index, estimator in enumerate(resolved["estimators"]):
+        # a replayed log has no simulation to check the estimators against: what it holds is checked when read
+        for index, estimator in enumerate(resolved["estimators"] if replay is None else []):
             problem = ESTIMATORS[estimator].simulation_problem(simulation)
             if problem is not None:
                 raise ConfigError(f"estimators[{index}]: {problem}")
         _check_shared_training_keys(resolved["training"], resolved["learners"])
         for learner in resolved["learners"]:
             train = _train_config(resolved["training"], learner, 0)
-            if train.propensities in ESTIMATORS:
+            if replay is None and train.propensities in ESTIMATORS:
                 problem = ESTIMATORS[train.propensities].simulation_problem(simulation)
                 if problem is not None:
                     raise ConfigError(f"training.propensities ({learner}): {problem}")
@@ -369,17 +365,16 @@ def run_experiment(config: dict, out_root: Path = Path("runs"), progress: bool =
             if key in finished:
                 say(f"[{done}/{total}] {label}, seed {seed}: done in an earlier run (results kept)")
                 continue
-            if resolved.get("logs") is not None:
-                logs = Path(resolved["logs"])
+            replayed = resolved.get("logs") is not None
+            logs = Path(resolved["logs"]) if replayed else \
+                out / "logs" / _logs_key(dataset, simulation, resolved["sessions"], seed)
+            if replayed:
                 say(f"[{done}/{total}] {label}, seed {seed}: replaying {logs}")
-            elif not (out / "logs" / _logs_key(dataset, simulation, resolved["sessions"], seed)
-                      / "manifest.json").exists():
-                logs = out / "logs" / _logs_key(dataset, simulation, resolved["sessions"], seed)
+            elif not (logs / "manifest.json").exists():
                 say(f"[{done}/{total}] {label}, seed {seed}: simulating {resolved['sessions']:,} sessions")
                 Simulator(dataset, simulation, seed=seed).run(logs, resolved["sessions"], progress=False,
                                                               overwrite=True)  # a cache entry left unfinished
             else:
-                logs = out / "logs" / _logs_key(dataset, simulation, resolved["sessions"], seed)
                 say(f"[{done}/{total}] {label}, seed {seed}: reusing cached logs {logs.name}")
             truth = true_examination(logs)
             if truth is not None and not truths:
