@@ -37,6 +37,8 @@ DATASETS = {"MQ2008 Fold1": SHARED / "mq2008" / "Fold1", "Yahoo sample": SHARED 
             "synthetic, 20k queries": "synthetic:queries=20000,docs=24,features=136,seed=0"}
 # what a saved run depends on
 SETTINGS = ("sessions", "ranker", "hidden", "optimizer", "learning_rate", "bias_learning_rate", "epochs", "policy")
+# DLA options tried against biased propensities (docs/learners.md); recorded in the settings only when on
+REMEDIES = ("average_propensities", "balance_positions")
 SHORT_NAMES = {"mq2008": "MQ2008 Fold1", "yahoo": "Yahoo sample", "synthetic20k": "synthetic, 20k queries"}
 LEARNER_NAMES = ["logging-policy", "naive", "ips", "dla", "rem", "two-tower", "paird", "affine", "skyline"]
 
@@ -56,6 +58,10 @@ def main():
     parser.add_argument("--policy", default="production", choices=["production", "plackett-luce"],
                         help="logging policy: the production ranker's top 10, or rankings sampled from a "
                              "Plackett-Luce model over its scores (a randomised policy)")
+    parser.add_argument("--average-propensities", action="store_true",
+                        help="DLA reports its propensity model averaged over the last pass")
+    parser.add_argument("--balance-positions", action="store_true",
+                        help="DLA weights documents by P(rank) / q(rank | features) of a position model")
     parser.add_argument("--learners", nargs="+", choices=LEARNER_NAMES, default=LEARNER_NAMES)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "results")
     parser.add_argument("--report-only", action="store_true", help="rewrite the report from the saved JSON")
@@ -69,6 +75,8 @@ def main():
         return
     hidden = tuple(int(h) for h in args.hidden.split(","))
     settings = {k: getattr(args, k) for k in SETTINGS}
+    settings.update({k: True for k in REMEDIES if getattr(args, k)})  # absent when off: older runs still match
+    dla_options = {k: True for k in REMEDIES if getattr(args, k)}
     for short in args.datasets:
         name, path = SHORT_NAMES[short], DATASETS[SHORT_NAMES[short]]
         if not str(path).startswith("synthetic") and not path.exists():
@@ -93,10 +101,13 @@ def main():
                                      optimizer=args.optimizer, learning_rate=args.learning_rate,
                                      bias_learning_rate=args.bias_learning_rate if LEARNERS[learner].has_bias_model else None,
                                      epochs=args.epochs, patience=10**6,
-                                     propensities="oracle" if LEARNERS[learner].takes_propensities() else None)
+                                     propensities="oracle" if LEARNERS[learner].takes_propensities() else None,
+                                     learner_options=dla_options if learner == "dla" else {})
                 result = train(logs, dataset, config, progress=False)
-                results.setdefault(learner, []).append(
-                    {"seed": seed, **result.test, "propensities": result.propensities, "steps": result.steps})
+                run = {"seed": seed, **result.test, "propensities": result.propensities, "steps": result.steps}
+                if learner == "dla" and args.average_propensities:
+                    run["final_propensities"] = result.model.final_propensities().tolist()
+                results.setdefault(learner, []).append(run)
                 atomic_write_json({"settings": settings, "runs": results}, saved_runs)
                 print(f"{name} seed {seed} {learner:>14}: nDCG@10 {result.test['ndcg@10']:.4f} "
                       f"({time.perf_counter() - started:.0f}s)", flush=True)
@@ -124,7 +135,12 @@ def write_report(results, args):
         f"{ranker} for {args.epochs} passes over the log with {args.optimizer} (learning rate "
         f"{args.learning_rate}"
         + (f", DLA's propensity model {args.bias_learning_rate}" if getattr(args, "bias_learning_rate", None) else "")
-        + ", batch 256), keeping the ranker with the best validation nDCG@10. Test metrics over "
+        + ", batch 256)"
+        + ("; DLA's propensities are its propensity model averaged over the last pass"
+           if getattr(args, "average_propensities", False) else "")
+        + ("; DLA weights each shown document by P(rank) / q(rank | features) of a linear position model "
+           "fitted beside the ranker (position balancing)" if getattr(args, "balance_positions", False) else "")
+        + ", keeping the ranker with the best validation nDCG@10. Test metrics over "
         "queries with at least one relevant document; mean ± standard deviation over seeds.",
         "",
         ("Regenerate: `python experiments/dla_reproduction.py` (about 25 minutes on a 2-core CPU with "
@@ -136,6 +152,7 @@ def write_report(results, args):
          + (f" --ranker mlp --hidden {args.hidden}" if args.ranker == "mlp" else "")
          + (f" --policy {args.policy}" if getattr(args, "policy", "production") != "production" else "")
          + (f" --bias-learning-rate {args.bias_learning_rate}" if getattr(args, "bias_learning_rate", None) else "")
+         + "".join(f" --{k.replace('_', '-')}" for k in REMEDIES if getattr(args, k, False))
          + f" --report-name {args.report_name}` (one process per seed with its own --work, "
          "then `--report-only` on a --work holding the merged runs JSON).")
         + " Why DLA's propensities miss on some seeds, and what was tried: "
@@ -188,6 +205,11 @@ def write_report(results, args):
             ]
             lines += [f"| DLA, seed {seed} | " + " | ".join(f"{x:.3f}" for x in row) + f" | {e:.3f} |"
                       for seed, row, e in zip(seeds, dla_props, error)]
+            for run in by_learner["dla"]:
+                if "final_propensities" in run:
+                    final = np.array(run["final_propensities"])
+                    lines.append(f"| DLA, seed {run['seed']}, final state (not averaged) | "
+                                 + " | ".join(f"{x:.3f}" for x in final) + f" | {np.abs(final - truth).max():.3f} |")
             status += ["DLA's propensities within 0.05, mean over seeds: "
                        + ("met" if mean_error <= 0.05 else "**not met**"),
                        "every seed within 0.05: " + ("met" if error.max() <= 0.05 else
@@ -198,6 +220,7 @@ def write_report(results, args):
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_text("\n".join(lines) + "\n", args.out / f"{args.report_name}.md")
     settings = {k: getattr(args, k, "production" if k == "policy" else None) for k in ("seeds", *SETTINGS)}
+    settings.update({k: True for k in REMEDIES if getattr(args, k, False)})
     atomic_write_json({"settings": settings, "runs": results, "summary": summary}, args.out / f"{args.report_name}.json")
     print("\n".join(lines))
 

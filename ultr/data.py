@@ -93,12 +93,14 @@ def click_batches(
     chunk_size: int = 131_072,
     propensities: np.ndarray | None = None,
     list_size: int | None = None,
+    document_propensities: np.ndarray | None = None,
 ) -> Iterator[ClickBatch]:
     """Stream shuffled mini-batches from a click log.
 
     ``propensities``: examination per rank ``[K]`` for every session; ``None``
     takes the log's own ``examination`` column (the truth in simulated logs)
-    when it exists, else 1.
+    when it exists, else 1. ``document_propensities``: one propensity per
+    document of the store ``[N]`` instead (policy-aware IPS), whatever its rank.
     """
     K = list_size or infer_list_size(logs)
     if propensities is not None and len(propensities) < K:
@@ -112,7 +114,9 @@ def click_batches(
         mask = chunk.mask[valid]
         rows = store.rows(chunk.query_id[valid], chunk.doc_ids[valid], mask, str(logs))
         clicks = chunk.clicks[valid] & mask
-        if propensities is not None:
+        if document_propensities is not None:
+            prop = np.append(np.asarray(document_propensities, np.float32), 1.0)[rows]
+        elif propensities is not None:
             prop = np.broadcast_to(np.asarray(propensities, np.float32)[:K], mask.shape)
         elif chunk.examination is not None:
             prop = chunk.examination[valid]
@@ -135,6 +139,37 @@ def click_batches(
             np.concatenate([carry[2], np.zeros((pad, K), bool)]),
             np.concatenate([carry[3], np.ones((pad, K), np.float32)]),
         )
+
+
+def candidate_batches(batches: Iterator[ClickBatch], store: FeatureStore,
+                      document_propensities: np.ndarray | None = None) -> Iterator[ClickBatch]:
+    """Each session's batch row widened to every candidate document of its query ``[B, L]``.
+
+    The clicks land on the shown documents' slots, unshown candidates count as not clicked, and each
+    slot carries its document's propensity (``document_propensities [N]``, default 1). A listwise loss over the
+    whole candidate set is linear in the weighted clicks, which is what makes policy-aware IPS unbiased
+    (Oosterhuis and de Rijke, SIGIR 2020).
+    """
+    lists = store.labelled_lists()
+    L = lists.rows.shape[1]
+    data = store.data
+    query_of_row = np.append(np.repeat(np.arange(data.num_queries), data.list_sizes), -1)
+    slot_of_row = np.append(np.arange(data.num_documents) - data.query_offsets[query_of_row[:-1]], 0)
+    if document_propensities is None:
+        document_propensities = np.ones(data.num_documents)
+    propensity_of_row = np.append(np.asarray(document_propensities, np.float32), 1.0)
+    for batch in batches:
+        B = len(batch.rows)
+        session_query = query_of_row[batch.rows[:, 0]]  # -1: a padding session
+        valid = session_query >= 0
+        query = np.where(valid, session_query, 0)
+        rows = np.where(valid[:, None], lists.rows[query], store.padding_row).astype(np.int32)
+        mask = lists.mask[query] & valid[:, None]
+        clicks = np.zeros((B, L), bool)
+        clicked = batch.clicks & batch.mask
+        b, k = np.nonzero(clicked)
+        clicks[b, slot_of_row[batch.rows[b, k]]] = True
+        yield ClickBatch(rows, clicks, mask, np.where(mask, propensity_of_row[rows], 1.0).astype(np.float32))
 
 
 def label_batches(lists: LabelBatch, batch_size: int, seed: int = 0, epoch: int = 0) -> Iterator[LabelBatch]:

@@ -142,7 +142,7 @@ def ips_loss(scores, clicks, propensities, *, where=None, clip: float = 0.01, lo
     return LOSSES.resolve(loss)(scores, clicks, where=where, weights=weights, reduce_fn=reduce_fn)
 
 
-def dla_losses(scores, clicks, propensity_logits, *, where=None, max_weight: float = 100.0,
+def dla_losses(scores, clicks, propensity_logits, *, where=None, weights=None, max_weight: float = 100.0,
                reduce_fn: ReduceFn = jnp.mean) -> tuple[Array, Array]:
     """The two losses of the dual learning algorithm (Ai et al., SIGIR 2018).
 
@@ -156,6 +156,8 @@ def dla_losses(scores, clicks, propensity_logits, *, where=None, max_weight: flo
 
     Args:
       scores, clicks: ``[..., K]`` in display order; propensity_logits: ``[K]``.
+      weights: optional sample weights ``[..., K]`` (no gradient) multiplying both losses' per-document
+        terms, e.g. :func:`position_balancing_weights`.
 
     >>> s, c = jnp.zeros((1, 3)), jnp.array([[1.0, 0.0, 1.0]])
     >>> ranker, propensity = dla_losses(s, c, jnp.zeros(3))  # equal propensities and scores: plain softmax losses
@@ -166,14 +168,51 @@ def dla_losses(scores, clicks, propensity_logits, *, where=None, max_weight: flo
     clicks = clicks.astype(jnp.float32)
     log_p = jax.nn.log_softmax(propensity_logits)
     propensity_weights = jax.lax.stop_gradient(jnp.minimum(jnp.exp(log_p[..., :1] - log_p), max_weight))
-    ranker_loss = rax.softmax_loss(scores, clicks, where=where, weights=jnp.broadcast_to(propensity_weights, clicks.shape),
+    sample_weights = 1.0 if weights is None else jax.lax.stop_gradient(weights)
+    ranker_loss = rax.softmax_loss(scores, clicks, where=where,
+                                   weights=jnp.broadcast_to(propensity_weights, clicks.shape) * sample_weights,
                                    reduce_fn=reduce_fn)
     log_r = jax.nn.log_softmax(jnp.where(where, scores, -jnp.inf), axis=-1)
     log_r = jnp.where(where, log_r, 0.0)
-    relevance_weights = jax.lax.stop_gradient(jnp.minimum(jnp.exp(log_r[..., :1] - log_r), max_weight))
+    relevance_weights = jax.lax.stop_gradient(jnp.minimum(jnp.exp(log_r[..., :1] - log_r), max_weight)) * sample_weights
     propensity_loss = rax.softmax_loss(jnp.broadcast_to(propensity_logits, clicks.shape), clicks, where=where,
                                        weights=jnp.where(where, relevance_weights, 0.0), reduce_fn=reduce_fn)
     return ranker_loss, propensity_loss
+
+
+def position_balancing(position_logits, *, where=None, max_weight: float = 100.0) -> tuple[Array, Array]:
+    """Sample weights that make the shown rank independent of the features, and the loss of the
+    position model they come from.
+
+    ``position_logits [B, K, K]`` are a model's logits of ``q(j | x)``, the probability that the
+    logging policy shows a document with features ``x`` at rank ``j``, for the document shown at rank
+    ``k`` (row ``k``). With ``q_k = q(k | x_k)`` and ``P(k)`` the share of the batch's shown documents at
+    rank ``k``, the weight is ``w_k = min(P(k) / q_k, max_weight)``, normalised to mean 1 over the shown
+    documents: the inverse generalised propensity score of the rank (Imbens, Biometrika 2000). In the
+    weighted log, features carry no information about the rank, so a ranker cannot explain the position
+    effect by reproducing the logging policy from the features (the confounding that Hager et al.,
+    ICTIR 2025, counter by sample weighting). Under a deterministic policy the weights need feature
+    overlap between ranks: documents with similar features shown at different ranks in different queries.
+
+    Returns ``(weights [B, K], loss)``: the weights carry no gradient (0 where masked); the loss is the
+    mean cross-entropy of the shown rank under ``q``.
+
+    >>> w, loss = position_balancing(jnp.zeros((2, 3, 3)))  # q uniform, ranks equally frequent: weights 1
+    >>> w.tolist(), round(float(loss), 4)  # log 3
+    ([[1.0, 1.0, 1.0], [1.0, 1.0, 1.0]], 1.0986)
+    """
+    K = position_logits.shape[-1]
+    where = _mask(position_logits[..., 0], where)
+    log_q = jax.nn.log_softmax(position_logits, axis=-1)
+    log_q_shown = jnp.diagonal(log_q, axis1=-2, axis2=-1)  # [B, K]: log q(k | x_k)
+    shown = where.astype(jnp.float32)
+    count = jnp.maximum(jnp.sum(shown), 1.0)
+    loss = -jnp.sum(jnp.where(where, log_q_shown, 0.0)) / count
+    marginal = jnp.sum(shown.reshape(-1, K), axis=0) / count  # P(k) over the batch
+    weights = jnp.minimum(jnp.exp(jnp.log(jnp.maximum(marginal, 1e-12)) - log_q_shown), max_weight)
+    weights = jnp.where(where, weights, 0.0)
+    weights = weights * count / jnp.maximum(jnp.sum(weights), 1e-12)
+    return jax.lax.stop_gradient(weights), loss
 
 
 def regression_em_posteriors(scores, clicks, examination, *, where=None) -> tuple[Array, Array]:
@@ -298,6 +337,7 @@ __all__ = [
     "lambdarank_loss",
     "pairwise_debiasing_loss",
     "pairwise_loss",
+    "position_balancing",
     "ranking_loss",
     "regression_em_loss",
     "regression_em_posteriors",

@@ -25,7 +25,7 @@ from click_models.logs import atomic_write_json, atomic_write_text, click_log_fi
 from simulators.datasets import Dataset, RankingData
 from simulators.metadata import LogMetadata
 
-from .data import FeatureStore, LabelBatch, click_batches, label_batches, to_device
+from .data import FeatureStore, LabelBatch, candidate_batches, click_batches, label_batches, to_device
 from .learners import LEARNERS, Learner, Need
 from .losses import LOSSES
 from .metrics import evaluate_rankings, parse_metric
@@ -226,7 +226,7 @@ def make_learner(config: TrainConfig, num_features: int, list_size: int,
     cls = config.learner_class
     ranker = make_ranker(config.ranker, num_features, config.hidden, config.dropout, seed=config.seed)
     return cls.build(ranker, list_size, loss=config.loss, options=cls.make_options(config.learner_options),
-                     propensities=propensities)
+                     propensities=propensities, num_features=num_features)
 
 
 def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
@@ -332,6 +332,7 @@ def train_learner(learner: Learner, optimizer: optax.GradientTransformation, bat
     try:
         for epoch in range(epochs if max_steps is None else 10**9):
             ran = False
+            learner.begin_pass(epoch)
             for batch in batches(epoch):
                 ran = True
                 losses.append(_train_step(learner, state, table, to_device(batch)))
@@ -400,13 +401,19 @@ def simulation_metadata(logs) -> dict | None:
 def _click_source(learner_cls, logs, store, config, list_size, propensities):
     """``epoch -> batches`` and the steps of a pass, for the learner's data needs."""
     if Need.CLICKS in learner_cls.needs:
-        fixed = None
+        fixed, per_document = None, None
         if propensities is not None and not propensities.per_session:
             fixed = np.asarray(propensities.examination, np.float64)
+        if Need.LOGGING_PROPENSITIES in learner_cls.needs:
+            per_document = _logging_propensities(learner_cls, logs, store, config, propensities)
 
         def batches(epoch):
-            return click_batches(logs, store, config.batch_size, seed=config.seed, epoch=epoch,
-                                 chunk_size=config.chunk_size, propensities=fixed, list_size=list_size)
+            sessions = click_batches(logs, store, config.batch_size, seed=config.seed, epoch=epoch,
+                                     chunk_size=config.chunk_size, propensities=fixed, list_size=list_size,
+                                     document_propensities=per_document)
+            if Need.CANDIDATES in learner_cls.needs:
+                return candidate_batches(sessions, store, per_document)
+            return sessions
 
         return batches, None, config.max_steps
     if Need.LABELS in learner_cls.needs:
@@ -422,6 +429,22 @@ def _click_source(learner_cls, logs, store, config, list_size, propensities):
 
         return batches, steps_per_epoch, max_steps
     raise ValueError(f"the {learner_cls.name} learner needs neither clicks nor labels: nothing to train on")
+
+
+def _logging_propensities(learner_cls, logs, store, config, propensities) -> np.ndarray:
+    """Each training document's expected examination under the log's logging policies (policy-aware IPS)."""
+    from .exposure import logging_exposure
+
+    metadata = LogMetadata.read(logs)
+    if metadata is None:
+        raise ValueError(f"the {learner_cls.name} learner needs {Need.LOGGING_PROPENSITIES.what}: give "
+                         f"{Need.LOGGING_PROPENSITIES.supplied_by} (its policies are in simulation.json)")
+    if propensities is None or propensities.examination is None:
+        raise ValueError(f"the {learner_cls.name} learner needs an examination curve per rank: give --propensities "
+                         "oracle (a PBM log), an estimator or a FILE")
+    options = learner_cls.make_options(config.learner_options)
+    return logging_exposure(metadata, store.data, propensities.examination,
+                            samples=getattr(options, "exposure_samples", 10_000), seed=config.seed)
 
 
 def _check_memory(config: TrainConfig, num_features: int, list_size: int) -> None:
@@ -480,7 +503,8 @@ def train(logs, dataset: Dataset, config: TrainConfig, progress: bool = True,
     if cls.takes_propensities():
         propensities = resolve_propensities(config.propensities, logs, data=dataset, seed=config.seed, list_size=K,
                                             trust_bias=Need.TRUST_BIAS in cls.needs)
-    _check_memory(config, dataset.num_features, K)
+    _check_memory(config, dataset.num_features,
+                  int(dataset.train.list_sizes.max()) if Need.CANDIDATES in cls.needs else K)
     learner = make_learner(config, dataset.num_features, K, propensities)
     table = jnp.asarray(store.table)
     vali_table, test_table = jnp.asarray(vali_store.table), jnp.asarray(test_store.table)

@@ -14,7 +14,7 @@ from .dla import DLA
 from .pairwise import PairD
 from .regression_em import RegressionEM
 from .two_tower import TwoTower
-from .weighting import IPS, Affine
+from .weighting import IPS, Affine, PolicyAwareIPS
 
 sigmoid_cross_entropy = sigmoid_loss  # the name of earlier releases
 
@@ -31,6 +31,7 @@ __all__ = [
     "Need",
     "NoOptions",
     "PairD",
+    "PolicyAwareIPS",
     "RegressionEM",
     "Skyline",
     "Statistic",

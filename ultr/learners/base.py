@@ -132,8 +132,9 @@ class Learner(nnx.Module, abc.ABC):
 
     @classmethod
     def build(cls, ranker: nnx.Module, list_size: int, *, loss: str | None = None, options: Any = None,
-              propensities: "Propensities | None" = None) -> "Learner":
-        """The learner for a ranker, from its options and the resolved inputs it needs."""
+              propensities: "Propensities | None" = None, num_features: int | None = None) -> "Learner":
+        """The learner for a ranker, from its options and the resolved inputs it needs
+        (``num_features``: the width of the feature vectors, for models beside the ranker)."""
         options = options if options is not None else cls.Options()
         return cls(ranker, list_size, loss, **dataclasses.asdict(options))
 
@@ -146,6 +147,10 @@ class Learner(nnx.Module, abc.ABC):
         """Mean loss of a batch; ``features [B, K, F]`` in display order."""
 
     def update_statistics(self, features, batch) -> None:
+        return None
+
+    def begin_pass(self, epoch: int) -> None:
+        """Called before each pass over the training batches (outside ``jit``)."""
         return None
 
     def propensities(self) -> np.ndarray | None:

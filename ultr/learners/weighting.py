@@ -42,6 +42,34 @@ class IPS(Learner):
 
 
 @register_learner
+class PolicyAwareIPS(IPS):
+    """Policy-aware IPS for stochastic top-k logging (Oosterhuis and de Rijke, SIGIR 2020).
+
+    A click on document ``d`` is weighted by ``1 / rho(d)``, its expected examination under the logging
+    policy, ``rho(d) = sum_k P(d at rank k) theta_k`` (:func:`ultr.exposure.logging_exposure`), which counts
+    the chance that ``d`` was shown at all. Per-rank IPS (``ips``) weights by ``1 / theta_k`` of the shown
+    rank and is biased when the policy shows only the top ``K``: documents that a session did not show
+    are missing from its loss. The loss runs over every candidate of the session's query (unshown ones
+    as not clicked, :func:`ultr.data.candidate_batches`), so that it is linear in the weighted clicks.
+    """
+
+    name = "policy-aware-ips"
+    needs = frozenset({Need.CLICKS, Need.PROPENSITIES, Need.LOGGING_PROPENSITIES, Need.CANDIDATES})
+
+    @dataclasses.dataclass(frozen=True)
+    class Options:
+        clip: float = option(0.01, "IPS: smallest propensity (weights are at most 1 / clip)",
+                             check=lambda v: 0 <= v < 1, requirement="in [0, 1)")
+        exposure_samples: int = option(10_000, "policy-aware-ips: Plackett-Luce rankings sampled per query for "
+                                               "the exposure (standard error at most 0.5 / sqrt(samples))",
+                                       check=lambda v: isinstance(v, int) and 100 <= v <= 10_000_000,
+                                       requirement="in 100..10000000")
+
+    def __init__(self, ranker, list_size, loss=None, clip: float = 0.01, exposure_samples: int = 10_000):
+        super().__init__(ranker, list_size, loss, clip)
+
+
+@register_learner
 class Affine(Learner):
     """Affine correction for trust bias (Vardasbi et al., SIGIR 2020).
 
@@ -74,7 +102,7 @@ class Affine(Learner):
         self.beta = Statistic(jnp.asarray(theta * eps_neg, jnp.float32))
 
     @classmethod
-    def build(cls, ranker, list_size, *, loss=None, options=None, propensities=None):
+    def build(cls, ranker, list_size, *, loss=None, options=None, propensities=None, num_features=None):
         if propensities is None or propensities.examination is None or propensities.epsilon_pos is None \
                 or propensities.epsilon_neg is None:
             raise ValueError(f"affine needs {Need.TRUST_BIAS.what}: give {Need.TRUST_BIAS.supplied_by}")
