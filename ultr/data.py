@@ -22,12 +22,18 @@ from simulators.datasets import RankingData
 class ClickBatch(NamedTuple):
     """A mini-batch of sessions: ``rows [B, K]`` index the feature table (last row:
     padding), ``clicks``/``mask`` ``[B, K]`` bool, ``propensity [B, K]`` float32
-    (examination probability per shown position, 1 where unknown)."""
+    (examination probability per shown position, 1 where unknown).
+
+    Candidate batches (:func:`candidate_batches`) hold every candidate of the session's query
+    instead: ``propensity`` is then each document's expected examination under the logging
+    policy, and ``examination`` the examination probability at the rank it was shown at in
+    this session (0 for candidates it did not show)."""
 
     rows: np.ndarray
     clicks: np.ndarray
     mask: np.ndarray
     propensity: np.ndarray
+    examination: np.ndarray | None = None
 
 
 class LabelBatch(NamedTuple):
@@ -145,10 +151,12 @@ def candidate_batches(batches: Iterator[ClickBatch], store: FeatureStore,
                       document_propensities: np.ndarray | None = None) -> Iterator[ClickBatch]:
     """Each session's batch row widened to every candidate document of its query ``[B, L]``.
 
-    The clicks land on the shown documents' slots, unshown candidates count as not clicked, and each
-    slot carries its document's propensity (``document_propensities [N]``, default 1). A listwise loss over the
-    whole candidate set is linear in the weighted clicks, which is what makes policy-aware IPS unbiased
-    (Oosterhuis and de Rijke, SIGIR 2020).
+    The clicks land on the shown documents' slots, unshown candidates count as not clicked, each
+    slot carries its document's propensity (``document_propensities [N]``, default 1), and
+    ``examination`` the session's examination probability at the slot's shown rank (the session
+    batch's ``propensity``; 0 where not shown). A listwise loss over the whole candidate set is linear
+    in the weighted clicks, which is what makes policy-aware IPS unbiased (Oosterhuis and de Rijke,
+    SIGIR 2020).
     """
     lists = store.labelled_lists()
     L = lists.rows.shape[1]
@@ -166,10 +174,13 @@ def candidate_batches(batches: Iterator[ClickBatch], store: FeatureStore,
         rows = np.where(valid[:, None], lists.rows[query], store.padding_row).astype(np.int32)
         mask = lists.mask[query] & valid[:, None]
         clicks = np.zeros((B, L), bool)
-        clicked = batch.clicks & batch.mask
-        b, k = np.nonzero(clicked)
-        clicks[b, slot_of_row[batch.rows[b, k]]] = True
-        yield ClickBatch(rows, clicks, mask, np.where(mask, propensity_of_row[rows], 1.0).astype(np.float32))
+        examination = np.zeros((B, L), np.float32)
+        b, k = np.nonzero(batch.mask & valid[:, None])
+        slots = slot_of_row[batch.rows[b, k]]
+        clicks[b, slots] = batch.clicks[b, k]
+        examination[b, slots] = batch.propensity[b, k]
+        yield ClickBatch(rows, clicks, mask, np.where(mask, propensity_of_row[rows], 1.0).astype(np.float32),
+                         examination)
 
 
 def label_batches(lists: LabelBatch, batch_size: int, seed: int = 0, epoch: int = 0) -> Iterator[LabelBatch]:
@@ -188,4 +199,4 @@ def label_batches(lists: LabelBatch, batch_size: int, seed: int = 0, epoch: int 
 
 
 def to_device(batch):
-    return type(batch)(*(jnp.asarray(x) for x in batch))
+    return type(batch)(*(None if x is None else jnp.asarray(x) for x in batch))

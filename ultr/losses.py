@@ -180,6 +180,43 @@ def dla_losses(scores, clicks, propensity_logits, *, where=None, weights=None, m
     return ranker_loss, propensity_loss
 
 
+def doubly_robust_labels(clicks, examination, exposure, predicted_relevance, *, where=None,
+                         clip: float = 0.01) -> Array:
+    """Doubly robust relevance estimates under position bias (Oosterhuis, TOIS 2023), ``[..., L]``.
+
+    ``y(d) = r̂(d) + (c(d) - θ(d) r̂(d)) / max(ρ(d), clip)`` over a query's candidates, with ``θ(d)`` the
+    examination probability at the rank ``d`` was shown at in this session (0 when not shown), ``ρ(d)`` its
+    expectation under the logging policy and ``r̂`` a regression model's relevance. Under the position-based
+    model ``E[c | shown at k] = θ_k R``, so ``E[y(d)] = R(d)`` whenever ``ρ(d) > 0``, whatever ``r̂``; the
+    closer ``r̂`` is to ``R``, the smaller the variance. No gradient flows through the labels.
+
+    >>> y = doubly_robust_labels(jnp.array([1.0, 0.0, 0.0]), jnp.array([1.0, 0.5, 0.0]),
+    ...                          jnp.array([1.0, 0.5, 0.25]), jnp.array([0.5, 0.5, 0.5]))
+    >>> y.tolist()  # clicked: 0.5 + 0.5; shown, not clicked: 0.5 - 0.25 / 0.5; not shown: the regression
+    [1.0, 0.0, 0.5]
+    """
+    clicks = jnp.asarray(clicks, jnp.float32)
+    where = _mask(clicks, where)
+    relevance = jax.lax.stop_gradient(predicted_relevance)
+    labels = relevance + (clicks - examination * relevance) / jnp.maximum(exposure, clip)
+    return jax.lax.stop_gradient(jnp.where(where, labels, 0.0))
+
+
+def known_examination_loss(scores, clicks, examination, *, where=None) -> Array:
+    """Binary cross-entropy of clicks under ``P(click) = θ σ(s)`` with known examination ``θ`` (the shown
+    documents, ``θ > 0``): the regression model of :func:`doubly_robust_labels`; mean over those documents.
+
+    >>> round(float(known_examination_loss(jnp.array([0.0]), jnp.array([1.0]), jnp.array([1.0]))), 4)  # log 2
+    0.6931
+    """
+    clicks = jnp.asarray(clicks, jnp.float32)
+    shown = _mask(scores, where) & (examination > 0)
+    log_click = jnp.log(jnp.maximum(examination, 1e-12)) + jax.nn.log_sigmoid(scores)
+    log_no_click = jnp.log(-jnp.expm1(jnp.minimum(log_click, -1e-7)))
+    per_item = jnp.where(shown, -(clicks * log_click + (1.0 - clicks) * log_no_click), 0.0)
+    return jnp.sum(per_item) / jnp.maximum(jnp.sum(shown), 1)
+
+
 def position_balancing(position_logits, *, where=None, max_weight: float = 100.0) -> tuple[Array, Array]:
     """Sample weights that make the shown rank independent of the features, and the loss of the
     position model they come from.
@@ -333,7 +370,9 @@ __all__ = [
     "affine_loss",
     "click_pair_losses",
     "dla_losses",
+    "doubly_robust_labels",
     "ips_loss",
+    "known_examination_loss",
     "lambdarank_loss",
     "pairwise_debiasing_loss",
     "pairwise_loss",

@@ -408,12 +408,13 @@ def _click_source(learner_cls, logs, store, config, list_size, propensities):
             per_document = _logging_propensities(learner_cls, logs, store, config, propensities)
 
         def batches(epoch):
-            sessions = click_batches(logs, store, config.batch_size, seed=config.seed, epoch=epoch,
-                                     chunk_size=config.chunk_size, propensities=fixed, list_size=list_size,
-                                     document_propensities=per_document)
-            if Need.CANDIDATES in learner_cls.needs:
+            if Need.CANDIDATES in learner_cls.needs:  # the sessions keep theta at the shown rank for the widening
+                sessions = click_batches(logs, store, config.batch_size, seed=config.seed, epoch=epoch,
+                                         chunk_size=config.chunk_size, propensities=fixed, list_size=list_size)
                 return candidate_batches(sessions, store, per_document)
-            return sessions
+            return click_batches(logs, store, config.batch_size, seed=config.seed, epoch=epoch,
+                                 chunk_size=config.chunk_size, propensities=fixed, list_size=list_size,
+                                 document_propensities=per_document)
 
         return batches, None, config.max_steps
     if Need.LABELS in learner_cls.needs:

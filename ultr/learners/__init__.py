@@ -14,12 +14,13 @@ from .dla import DLA
 from .pairwise import PairD
 from .regression_em import RegressionEM
 from .two_tower import TwoTower
-from .weighting import IPS, Affine, PolicyAwareIPS
+from .weighting import IPS, Affine, DoublyRobust, PolicyAwareIPS
 
 sigmoid_cross_entropy = sigmoid_loss  # the name of earlier releases
 
 __all__ = [
     "DLA",
+    "DoublyRobust",
     "IPS",
     "LEARNERS",
     "LOSSES",

@@ -1,13 +1,16 @@
-"""Learners that correct clicks with known per-rank bias: IPS and the affine trust-bias correction."""
+"""Learners that correct clicks with known bias: IPS, policy-aware IPS, doubly robust, and the affine
+trust-bias correction."""
 
 from __future__ import annotations
 
 import dataclasses
 
+import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
-from ..losses import affine_loss, ips_loss
+from ..losses import LOSSES, affine_loss, doubly_robust_labels, ips_loss, known_examination_loss
 from ..options import non_negative, option, positive
 from .base import Learner, Need, Statistic, register_learner
 
@@ -60,13 +63,53 @@ class PolicyAwareIPS(IPS):
     class Options:
         clip: float = option(0.01, "IPS: smallest propensity (weights are at most 1 / clip)",
                              check=lambda v: 0 <= v < 1, requirement="in [0, 1)")
-        exposure_samples: int = option(10_000, "policy-aware-ips: Plackett-Luce rankings sampled per query for "
-                                               "the exposure (standard error at most 0.5 / sqrt(samples))",
+        exposure_samples: int = option(10_000, "policy-aware-ips, doubly-robust: Plackett-Luce rankings sampled "
+                                               "per query for the exposure (standard error at most 0.5 / sqrt(samples))",
                                        check=lambda v: isinstance(v, int) and 100 <= v <= 10_000_000,
                                        requirement="in 100..10000000")
 
     def __init__(self, ranker, list_size, loss=None, clip: float = 0.01, exposure_samples: int = 10_000):
         super().__init__(ranker, list_size, loss, clip)
+
+
+@register_learner
+class DoublyRobust(Learner):
+    """Doubly robust estimation for position bias (Oosterhuis, TOIS 2023).
+
+    A regression model ``r̂ = sigmoid(g(x))`` (the ranker's architecture, trained on the shown documents'
+    clicks with ``P(click) = θ_k r̂``) gives every candidate of the session's query the label
+    ``r̂ + (c - θ r̂) / ρ`` (:func:`ultr.losses.doubly_robust_labels`; ``θ`` the examination at the shown
+    rank, 0 when not shown, ``ρ`` the expected examination under the logging policy, as in policy-aware
+    IPS), and the ranker's loss is the listwise loss of those labels over the candidates. Unbiased for any
+    ``r̂``; a good ``r̂`` lowers the variance of IPS.
+    """
+
+    name = "doubly-robust"
+    needs = frozenset({Need.CLICKS, Need.PROPENSITIES, Need.LOGGING_PROPENSITIES, Need.CANDIDATES})
+    losses = ("softmax", "sigmoid")
+    loss_requirement = "the doubly robust estimate is unbiased for losses linear in the labels"
+
+    @dataclasses.dataclass(frozen=True)
+    class Options:
+        clip: float = option(0.01, "IPS: smallest propensity (weights are at most 1 / clip)",
+                             check=lambda v: 0 <= v < 1, requirement="in [0, 1)")
+        exposure_samples: int = option(10_000, "policy-aware-ips, doubly-robust: Plackett-Luce rankings sampled "
+                                               "per query for the exposure (standard error at most 0.5 / sqrt(samples))",
+                                       check=lambda v: isinstance(v, int) and 100 <= v <= 10_000_000,
+                                       requirement="in 100..10000000")
+
+    def __init__(self, ranker, list_size, loss=None, clip: float = 0.01, exposure_samples: int = 10_000):
+        super().__init__(ranker, list_size, loss)
+        self.clip = clip
+        self.regression = nnx.clone(ranker)  # the same architecture and initialisation, trained apart
+
+    def loss(self, features, batch):
+        regression_scores = self.regression(features)
+        regression_loss = known_examination_loss(regression_scores, batch.clicks, batch.examination,
+                                                 where=batch.mask)
+        labels = doubly_robust_labels(batch.clicks, batch.examination, batch.propensity,
+                                      jax.nn.sigmoid(regression_scores), where=batch.mask, clip=self.clip)
+        return LOSSES[self.loss_kind](self.ranker(features), labels, where=batch.mask) + regression_loss
 
 
 @register_learner
