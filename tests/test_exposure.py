@@ -161,6 +161,11 @@ def test_policy_aware_ips_refuses_what_it_cannot_model(top_k_logs, tmp_path):
         train(oracle_logs, dataset, config, progress=False)
     with pytest.raises(ValueError, match="policy-aware-ips learner needs"):
         train(logs, dataset, TrainConfig(learner="policy-aware-ips", epochs=1), progress=False)
+    trust_logs = tmp_path / "trust"
+    Simulator(dataset, SimulationConfig(click_model="trust_bias", list_size=3, policies=("plackett-luce",)),
+              seed=0).run(trust_logs, 2_000, progress=False)
+    with pytest.raises(ValueError, match="position-based model.*trust_bias"):
+        train(trust_logs, dataset, config, progress=False)
 
 
 def _enumerate_dr(scores, relevance, predicted, theta, metric):

@@ -30,6 +30,14 @@ LOSSES = {
     "sigmoid": lambda s, c, w, p, r: U.sigmoid_loss(s, c.astype(jnp.float32), where=w, reduce_fn=r),
     "pairwise": lambda s, c, w, p, r: U.pairwise_loss(s, c.astype(jnp.float32), where=w, reduce_fn=r),
     "lambdarank": lambda s, c, w, p, r: U.lambdarank_loss(s, c.astype(jnp.float32), where=w, reduce_fn=r),
+    "mse": lambda s, c, w, p, r: U.mse_loss(s, c.astype(jnp.float32), where=w, reduce_fn=r),
+    "doubly-robust": lambda s, c, w, p, r: U.mse_loss(
+        s, U.doubly_robust_labels(c, jnp.broadcast_to(p["examination"], s.shape),
+                                  jnp.broadcast_to(p["propensities"], s.shape), jnp.broadcast_to(p["alpha"], s.shape),
+                                  where=w),
+        where=w, reduce_fn=r),
+    "known-examination": lambda s, c, w, p, r: U.known_examination_loss(
+        s, c, jnp.broadcast_to(p["examination"], s.shape), where=w, reduce_fn=r),
     "ips-softmax": lambda s, c, w, p, r: U.ips_loss(s, c.astype(jnp.float32), jnp.broadcast_to(p["propensities"], s.shape),
                                                     where=w, reduce_fn=r),
     "ips-sigmoid": lambda s, c, w, p, r: U.ips_loss(s, c.astype(jnp.float32), jnp.broadcast_to(p["propensities"], s.shape),

@@ -99,14 +99,12 @@ def click_batches(
     chunk_size: int = 131_072,
     propensities: np.ndarray | None = None,
     list_size: int | None = None,
-    document_propensities: np.ndarray | None = None,
 ) -> Iterator[ClickBatch]:
     """Stream shuffled mini-batches from a click log.
 
     ``propensities``: examination per rank ``[K]`` for every session; ``None``
     takes the log's own ``examination`` column (the truth in simulated logs)
-    when it exists, else 1. ``document_propensities``: one propensity per
-    document of the store ``[N]`` instead (policy-aware IPS), whatever its rank.
+    when it exists, else 1.
     """
     K = list_size or infer_list_size(logs)
     if propensities is not None and len(propensities) < K:
@@ -120,9 +118,7 @@ def click_batches(
         mask = chunk.mask[valid]
         rows = store.rows(chunk.query_id[valid], chunk.doc_ids[valid], mask, str(logs))
         clicks = chunk.clicks[valid] & mask
-        if document_propensities is not None:
-            prop = np.append(np.asarray(document_propensities, np.float32), 1.0)[rows]
-        elif propensities is not None:
+        if propensities is not None:
             prop = np.broadcast_to(np.asarray(propensities, np.float32)[:K], mask.shape)
         elif chunk.examination is not None:
             prop = chunk.examination[valid]
@@ -168,7 +164,8 @@ def candidate_batches(batches: Iterator[ClickBatch], store: FeatureStore,
     propensity_of_row = np.append(np.asarray(document_propensities, np.float32), 1.0)
     for batch in batches:
         B = len(batch.rows)
-        session_query = query_of_row[batch.rows[:, 0]]  # -1: a padding session
+        first_shown = np.argmax(batch.mask, axis=1)  # a session need not show rank 1
+        session_query = query_of_row[batch.rows[np.arange(B), first_shown]]  # -1: a padding session
         valid = session_query >= 0
         query = np.where(valid, session_query, 0)
         rows = np.where(valid[:, None], lists.rows[query], store.padding_row).astype(np.int32)

@@ -35,7 +35,7 @@ def plackett_luce_rank_marginals(scores, *, top_k: int, key, samples: int = 10_0
       top_k: the ranks shown (``K``); key: a ``jax.random`` key; samples: rankings per list.
       where: ``[..., n]`` bool, the documents that can be ranked (others get probability 0).
       temperature: ``T > 0``.
-      batch: rankings drawn at a time (memory ``[..., batch, n]``).
+      batch: rankings drawn at a time (memory ``[batch, ..., n]``).
 
     Each entry is a mean of ``samples`` Bernoulli draws: standard error at most ``0.5 / sqrt(samples)``.
 
@@ -104,13 +104,18 @@ def logging_exposure(metadata, data, examination, *, samples: int = 10_000, seed
     """``rho(d)`` ``[N]`` of every document of ``data`` (the split a log was simulated from) under the
     log's logging policies, from its ``simulation.json`` (``metadata``, a :class:`simulators.LogMetadata`).
 
-    Each session draws one of the log's policies uniformly, so ``rho`` is their mean. A Plackett-Luce
+    Each session draws one of the log's policies uniformly, so ``rho`` is their mean. Only logs with
+    position-based clicks qualify (``E[click | shown at k] = theta_k R``, which policy-aware IPS and the
+    doubly robust estimate rest on). A Plackett-Luce
     (or uniform) policy's rank marginals are estimated with ``samples`` rankings per query
     (:func:`plackett_luce_rank_marginals`); a deterministic policy's are exact (its top ``K`` by score,
     ties by position, as the simulator ranks). ``examination``: ``theta`` per rank ``[>= K]``.
     ``max_elements`` bounds the rankings drawn at a time (memory).
     """
     config = metadata.config
+    if metadata.click_model != "pbm":
+        raise ValueError(f"policy-aware propensities assume the position-based model (clicks = examination x "
+                         f"relevance); the log's click model is {metadata.click_model or 'unknown'}")
     if config.get("intervention"):
         raise ValueError("policy-aware propensities: the log applies interventions "
                          f"({config['intervention']}), whose exposure is not modelled")
@@ -129,14 +134,15 @@ def logging_exposure(metadata, data, examination, *, samples: int = 10_000, seed
         name, temperature = model.get("name", "?"), float(model.get("temperature") or 0.0)
         if name == "uniform":
             values = np.zeros(data.num_documents)
-        elif model.get("weights") is not None:
-            values = ((data.features - np.asarray(model["mean"])) / np.asarray(model["scale"])) @ np.asarray(
-                model["weights"])
+        elif model.get("weights") is not None:  # in float32, as the simulator scores (ties must break alike)
+            features = np.asarray(data.features, np.float32)
+            values = ((features - np.asarray(model["mean"], np.float32)) / np.asarray(model["scale"], np.float32)
+                      ) @ np.asarray(model["weights"], np.float32)
         else:
             raise ValueError(f"policy-aware propensities: the {name} logging policy cannot be recomputed from "
                              "simulation.json (it is not a linear ranker)")
         scores = np.full(mask.shape, -np.inf, np.float32)
-        scores[mask] = values  # float32, as the simulator holds them
+        scores[mask] = values
         if temperature > 0:
             batch = int(max(1, min(samples, max_elements // (Q * L))))
             marginals = plackett_luce_rank_marginals(scores, top_k=shown, key=jax.random.fold_in(key, index),

@@ -83,6 +83,23 @@ def sigmoid_loss(scores, labels, *, where=None, weights=None, reduce_fn: ReduceF
     return rax.utils.safe_reduce(per_item, where=where, reduce_fn=reduce_fn)
 
 
+@LOSSES.register("mse")
+def mse_loss(scores, labels, *, where=None, weights=None, reduce_fn: ReduceFn = jnp.mean):
+    """Pointwise squared error ``(s - y)^2`` (``y = label * weight``), the regression loss of the doubly robust
+    learner: bounded below whatever the sign of the labels, and its expectation over unbiased labels is
+    smallest at ``s = E[y]``.
+
+    Returns: ``[..., K]`` with ``reduce_fn=None`` (0 where masked), else the mean over valid items.
+
+    >>> float(mse_loss(jnp.array([0.5, 1.0]), jnp.array([1.0, -1.0])))  # (0.25 + 4) / 2
+    2.125
+    """
+    labels = labels if weights is None else labels * weights
+    where = _mask(scores, where)
+    per_item = jnp.where(where, jnp.square(scores - labels), 0.0)
+    return rax.utils.safe_reduce(per_item, where=where, reduce_fn=reduce_fn)
+
+
 @LOSSES.register("pairwise")
 def pairwise_loss(scores, labels, *, where=None, weights=None, reduce_fn: ReduceFn = jnp.mean):
     """Pairwise logistic loss ``sum_{y_i > y_j} log(1 + exp(s_j - s_i))`` (RankNet, Burges et al., ICML 2005).
@@ -157,7 +174,7 @@ def dla_losses(scores, clicks, propensity_logits, *, where=None, weights=None, m
     Args:
       scores, clicks: ``[..., K]`` in display order; propensity_logits: ``[K]``.
       weights: optional sample weights ``[..., K]`` (no gradient) multiplying both losses' per-document
-        terms, e.g. :func:`position_balancing_weights`.
+        terms, e.g. the weights of :func:`position_balancing`.
 
     >>> s, c = jnp.zeros((1, 3)), jnp.array([[1.0, 0.0, 1.0]])
     >>> ranker, propensity = dla_losses(s, c, jnp.zeros(3))  # equal propensities and scores: plain softmax losses
@@ -202,9 +219,11 @@ def doubly_robust_labels(clicks, examination, exposure, predicted_relevance, *, 
     return jax.lax.stop_gradient(jnp.where(where, labels, 0.0))
 
 
-def known_examination_loss(scores, clicks, examination, *, where=None) -> Array:
+def known_examination_loss(scores, clicks, examination, *, where=None, reduce_fn: ReduceFn = jnp.mean) -> Array:
     """Binary cross-entropy of clicks under ``P(click) = θ σ(s)`` with known examination ``θ`` (the shown
-    documents, ``θ > 0``): the regression model of :func:`doubly_robust_labels`; mean over those documents.
+    documents, ``θ > 0``): the regression model of :func:`doubly_robust_labels`.
+
+    Returns: ``[..., K]`` with ``reduce_fn=None`` (0 where not shown), else the mean over shown documents.
 
     >>> round(float(known_examination_loss(jnp.array([0.0]), jnp.array([1.0]), jnp.array([1.0]))), 4)  # log 2
     0.6931
@@ -214,7 +233,7 @@ def known_examination_loss(scores, clicks, examination, *, where=None) -> Array:
     log_click = jnp.log(jnp.maximum(examination, 1e-12)) + jax.nn.log_sigmoid(scores)
     log_no_click = jnp.log(-jnp.expm1(jnp.minimum(log_click, -1e-7)))
     per_item = jnp.where(shown, -(clicks * log_click + (1.0 - clicks) * log_no_click), 0.0)
-    return jnp.sum(per_item) / jnp.maximum(jnp.sum(shown), 1)
+    return rax.utils.safe_reduce(per_item, where=shown, reduce_fn=reduce_fn)
 
 
 def position_balancing(position_logits, *, where=None, max_weight: float = 100.0) -> tuple[Array, Array]:
@@ -374,6 +393,7 @@ __all__ = [
     "ips_loss",
     "known_examination_loss",
     "lambdarank_loss",
+    "mse_loss",
     "pairwise_debiasing_loss",
     "pairwise_loss",
     "position_balancing",

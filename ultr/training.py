@@ -413,8 +413,7 @@ def _click_source(learner_cls, logs, store, config, list_size, propensities):
                                          chunk_size=config.chunk_size, propensities=fixed, list_size=list_size)
                 return candidate_batches(sessions, store, per_document)
             return click_batches(logs, store, config.batch_size, seed=config.seed, epoch=epoch,
-                                 chunk_size=config.chunk_size, propensities=fixed, list_size=list_size,
-                                 document_propensities=per_document)
+                                 chunk_size=config.chunk_size, propensities=fixed, list_size=list_size)
 
         return batches, None, config.max_steps
     if Need.LABELS in learner_cls.needs:

@@ -44,8 +44,9 @@ class Need(enum.Enum):
                   "--propensities (oracle, trust-bias or a FILE with epsilon_pos and epsilon_neg)")
     LOGGING_POLICY = ("the logging policy's ranker", "--logs simulated by ultr with a production or plackett-luce policy")
     CANDIDATES = ("the candidate set of each query", "--data with every candidate document")
-    LOGGING_PROPENSITIES = ("the logging policy's propensity of each shown document",
-                            "--logs from a stochastic logging policy")
+    LOGGING_PROPENSITIES = ("each document's expected examination under the logging policy",
+                            "--logs simulated by ultr with a production, plackett-luce or uniform policy and PBM "
+                            "clicks")
 
     def __init__(self, what: str, supplied_by: str):
         self.what = what

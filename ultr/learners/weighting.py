@@ -80,14 +80,15 @@ class DoublyRobust(Learner):
     clicks with ``P(click) = θ_k r̂``) gives every candidate of the session's query the label
     ``r̂ + (c - θ r̂) / ρ`` (:func:`ultr.losses.doubly_robust_labels`; ``θ`` the examination at the shown
     rank, 0 when not shown, ``ρ`` the expected examination under the logging policy, as in policy-aware
-    IPS), and the ranker's loss is the listwise loss of those labels over the candidates. Unbiased for any
-    ``r̂``; a good ``r̂`` lowers the variance of IPS.
+    IPS), and the ranker regresses on those labels over the candidates with the squared error
+    (:func:`ultr.losses.mse_loss`). The labels are unbiased for any ``r̂``, and a good ``r̂`` lowers their
+    variance. They are negative for shown, unclicked documents when ``θ > ρ``, which leaves the softmax and
+    sigmoid cross-entropies unbounded below, so the loss is fixed.
     """
 
     name = "doubly-robust"
     needs = frozenset({Need.CLICKS, Need.PROPENSITIES, Need.LOGGING_PROPENSITIES, Need.CANDIDATES})
-    losses = ("softmax", "sigmoid")
-    loss_requirement = "the doubly robust estimate is unbiased for losses linear in the labels"
+    losses = ("mse",)
 
     @dataclasses.dataclass(frozen=True)
     class Options:
