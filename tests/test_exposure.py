@@ -143,9 +143,10 @@ def test_candidate_batches_put_clicks_on_their_documents_slots(top_k_logs):
     assert np.allclose(wide.propensity[0], rho[first:first + 8])
 
 
-def test_policy_aware_ips_trains_on_a_top_k_log(top_k_logs):
+@pytest.mark.parametrize("learner", ["policy-aware-ips", "doubly-robust"])
+def test_exposure_learners_train_on_a_top_k_log(top_k_logs, learner):
     dataset, logs = top_k_logs
-    config = TrainConfig(learner="policy-aware-ips", propensities="oracle", epochs=1, eval_every=20,
+    config = TrainConfig(learner=learner, propensities="oracle", epochs=1, eval_every=20,
                          learner_options={"exposure_samples": 2_000})
     result = train(logs, dataset, config, progress=False)
     assert result.steps > 0 and 0 < result.test["ndcg@10"] <= 1
@@ -204,11 +205,3 @@ def test_doubly_robust_is_unbiased_by_enumeration_and_a_good_regression_lowers_t
     expected, (variance_dr, variance_ips) = _enumerate_dr(scores, relevance, relevance, theta, metric)
     assert np.allclose(expected, relevance, atol=1e-5)
     assert variance_dr < 0.8 * variance_ips  # the exact regression removes the variance of the exposure
-
-
-def test_doubly_robust_trains_on_a_top_k_log(top_k_logs):
-    dataset, logs = top_k_logs
-    config = TrainConfig(learner="doubly-robust", propensities="oracle", epochs=1, eval_every=20,
-                         learner_options={"exposure_samples": 2_000})
-    result = train(logs, dataset, config, progress=False)
-    assert result.steps > 0 and 0 < result.test["ndcg@10"] <= 1

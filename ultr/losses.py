@@ -9,7 +9,7 @@ for pointwise ones). They are pure: no state, no randomness, and ``jit``,
 of :mod:`ultr.learners` are thin wrappers that feed them a ranker's scores.
 
 The ranking losses (:data:`LOSSES`, the ``--loss`` choices) are ``softmax``,
-``sigmoid``, ``pairwise`` and ``lambdarank``; ``softmax`` and ``sigmoid`` are
+``sigmoid``, ``pairwise``, ``lambdarank`` and ``mse``; ``softmax`` and ``sigmoid`` are
 linear in the labels, so inverse-propensity-weighted labels give unbiased
 estimates of the loss on true relevance (Joachims et al., WSDM 2017).
 

@@ -44,6 +44,18 @@ class IPS(Learner):
                         where=batch.mask, clip=self.clip, loss=self.loss_kind)
 
 
+@dataclasses.dataclass(frozen=True)
+class ExposureOptions:
+    """Options of the learners that weight by each document's expected examination under the logging policy."""
+
+    clip: float = option(0.01, "IPS: smallest propensity (weights are at most 1 / clip)",
+                         check=lambda v: 0 <= v < 1, requirement="in [0, 1)")
+    exposure_samples: int = option(10_000, "policy-aware-ips, doubly-robust: Plackett-Luce rankings sampled per "
+                                           "query for the exposure (standard error at most 0.5 / sqrt(samples))",
+                                   check=lambda v: isinstance(v, int) and 100 <= v <= 10_000_000,
+                                   requirement="in 100..10000000")
+
+
 @register_learner
 class PolicyAwareIPS(IPS):
     """Policy-aware IPS for stochastic top-k logging (Oosterhuis and de Rijke, SIGIR 2020).
@@ -59,14 +71,7 @@ class PolicyAwareIPS(IPS):
     name = "policy-aware-ips"
     needs = frozenset({Need.CLICKS, Need.PROPENSITIES, Need.LOGGING_PROPENSITIES, Need.CANDIDATES})
 
-    @dataclasses.dataclass(frozen=True)
-    class Options:
-        clip: float = option(0.01, "IPS: smallest propensity (weights are at most 1 / clip)",
-                             check=lambda v: 0 <= v < 1, requirement="in [0, 1)")
-        exposure_samples: int = option(10_000, "policy-aware-ips, doubly-robust: Plackett-Luce rankings sampled "
-                                               "per query for the exposure (standard error at most 0.5 / sqrt(samples))",
-                                       check=lambda v: isinstance(v, int) and 100 <= v <= 10_000_000,
-                                       requirement="in 100..10000000")
+    Options = ExposureOptions
 
     def __init__(self, ranker, list_size, loss=None, clip: float = 0.01, exposure_samples: int = 10_000):
         super().__init__(ranker, list_size, loss, clip)
@@ -90,14 +95,7 @@ class DoublyRobust(Learner):
     needs = frozenset({Need.CLICKS, Need.PROPENSITIES, Need.LOGGING_PROPENSITIES, Need.CANDIDATES})
     losses = ("mse",)
 
-    @dataclasses.dataclass(frozen=True)
-    class Options:
-        clip: float = option(0.01, "IPS: smallest propensity (weights are at most 1 / clip)",
-                             check=lambda v: 0 <= v < 1, requirement="in [0, 1)")
-        exposure_samples: int = option(10_000, "policy-aware-ips, doubly-robust: Plackett-Luce rankings sampled "
-                                               "per query for the exposure (standard error at most 0.5 / sqrt(samples))",
-                                       check=lambda v: isinstance(v, int) and 100 <= v <= 10_000_000,
-                                       requirement="in 100..10000000")
+    Options = ExposureOptions
 
     def __init__(self, ranker, list_size, loss=None, clip: float = 0.01, exposure_samples: int = 10_000):
         super().__init__(ranker, list_size, loss)
