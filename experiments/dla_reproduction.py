@@ -116,7 +116,11 @@ def main():
         if (args.work / f"{short}-runs.json").exists():
             saved = json.loads((args.work / f"{short}-runs.json").read_text())
             if saved.get("settings") == settings:
-                results[name] = {learner: sorted((r for r in runs if r["seed"] in args.seeds), key=lambda r: r["seed"])
+                # the seeds every learner has finished (another process may still be training this dataset)
+                done = set(args.seeds)
+                for runs in saved["runs"].values():
+                    done &= {r["seed"] for r in runs}
+                results[name] = {learner: sorted((r for r in runs if r["seed"] in done), key=lambda r: r["seed"])
                                  for learner, runs in saved["runs"].items()}
     write_report(results, args)
 
@@ -143,9 +147,9 @@ def write_report(results, args):
         + ", keeping the ranker with the best validation nDCG@10. Test metrics over "
         "queries with at least one relevant document; mean ± standard deviation over seeds.",
         "",
-        ("Regenerate: `python experiments/dla_reproduction.py` (about 25 minutes on a 2-core CPU with "
-         "`--datasets mq2008` and `--datasets yahoo` in two processes; `--report-only` rewrites this page "
-         "from the JSON beside it)." if args.report_name == "dla_reproduction" else
+        ("Regenerate: `python experiments/dla_reproduction.py` (about an hour on an idle 2-core CPU with "
+         "`--datasets mq2008` and `--datasets yahoo` in two processes, 10-14 minutes per seed; `--report-only` "
+         "rewrites this page from the JSON beside it)." if args.report_name == "dla_reproduction" else
          f"Regenerate: `python experiments/dla_reproduction.py --datasets {' '.join(args.datasets)} --seeds "
          f"{' '.join(map(str, args.seeds))} --sessions {args.sessions} --epochs {args.epochs} --learners "
          f"{' '.join(args.learners)}"
