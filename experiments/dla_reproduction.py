@@ -75,8 +75,8 @@ def main():
         return
     hidden = tuple(int(h) for h in args.hidden.split(","))
     settings = {k: getattr(args, k) for k in SETTINGS}
-    settings.update({k: True for k in REMEDIES if getattr(args, k)})  # absent when off: older runs still match
     dla_options = {k: True for k in REMEDIES if getattr(args, k)}
+    settings.update(dla_options)  # absent when off: older runs still match
     for short in args.datasets:
         name, path = SHORT_NAMES[short], DATASETS[SHORT_NAMES[short]]
         if not str(path).startswith("synthetic") and not path.exists():

@@ -113,3 +113,12 @@ class LogMetadata:
             if model.get("weights") is not None:
                 return model
         return None
+
+
+def linear_policy_scores(model: dict, features: np.ndarray, dtype=None) -> np.ndarray:
+    """Scores ``((x - mean) / scale) @ weights`` ``[N]`` of a linear logging policy (a ``policy_models`` entry)
+    on raw features ``[N, F]``; ``dtype`` casts every input first (``np.float32`` scores as the simulator does)."""
+    def cast(values):
+        return np.asarray(values) if dtype is None else np.asarray(values, dtype)
+
+    return ((cast(features) - cast(model["mean"])) / cast(model["scale"])) @ cast(model["weights"])

@@ -22,6 +22,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from simulators.metadata import linear_policy_scores
+
 Array = jax.Array
 
 
@@ -135,9 +137,7 @@ def logging_exposure(metadata, data, examination, *, samples: int = 10_000, seed
         if name == "uniform":
             values = np.zeros(data.num_documents)
         elif model.get("weights") is not None:  # in float32, as the simulator scores (ties must break alike)
-            features = np.asarray(data.features, np.float32)
-            values = ((features - np.asarray(model["mean"], np.float32)) / np.asarray(model["scale"], np.float32)
-                      ) @ np.asarray(model["weights"], np.float32)
+            values = linear_policy_scores(model, data.features, np.float32)
         else:
             raise ValueError(f"policy-aware propensities: the {name} logging policy cannot be recomputed from "
                              "simulation.json (it is not a linear ranker)")

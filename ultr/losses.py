@@ -228,12 +228,17 @@ def known_examination_loss(scores, clicks, examination, *, where=None, reduce_fn
     >>> round(float(known_examination_loss(jnp.array([0.0]), jnp.array([1.0]), jnp.array([1.0]))), 4)  # log 2
     0.6931
     """
-    clicks = jnp.asarray(clicks, jnp.float32)
     shown = _mask(scores, where) & (examination > 0)
     log_click = jnp.log(jnp.maximum(examination, 1e-12)) + jax.nn.log_sigmoid(scores)
+    return _click_log_loss(log_click, clicks, shown, reduce_fn)
+
+
+def _click_log_loss(log_click, clicks, where, reduce_fn):
+    """Binary cross-entropy of clicks given ``log P(click)`` (``log(1 - P)`` computed stably), per item or reduced."""
+    clicks = jnp.asarray(clicks, jnp.float32)
     log_no_click = jnp.log(-jnp.expm1(jnp.minimum(log_click, -1e-7)))
-    per_item = jnp.where(shown, -(clicks * log_click + (1.0 - clicks) * log_no_click), 0.0)
-    return rax.utils.safe_reduce(per_item, where=shown, reduce_fn=reduce_fn)
+    per_item = jnp.where(where, -(clicks * log_click + (1.0 - clicks) * log_no_click), 0.0)
+    return rax.utils.safe_reduce(per_item, where=where, reduce_fn=reduce_fn)
 
 
 def position_balancing(position_logits, *, where=None, max_weight: float = 100.0) -> tuple[Array, Array]:
@@ -326,9 +331,7 @@ def two_tower_loss(scores, clicks, bias_logits, *, where=None, combination: str 
     if combination != "product":
         raise ValueError(f"unknown two-tower combination {combination!r}; choose product or additive")
     log_click = jax.nn.log_sigmoid(bias_logits) + jax.nn.log_sigmoid(scores)
-    log_no_click = jnp.log(-jnp.expm1(jnp.minimum(log_click, -1e-7)))
-    per_item = jnp.where(where, -(clicks * log_click + (1.0 - clicks) * log_no_click), 0.0)
-    return rax.utils.safe_reduce(per_item, where=where, reduce_fn=reduce_fn)
+    return _click_log_loss(log_click, clicks, where, reduce_fn)
 
 
 def click_pair_losses(scores, clicks, *, where=None, lambdarank: bool = False) -> Array:

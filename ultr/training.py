@@ -408,12 +408,11 @@ def _click_source(learner_cls, logs, store, config, list_size, propensities):
             per_document = _logging_propensities(learner_cls, logs, store, config, propensities)
 
         def batches(epoch):
-            if Need.CANDIDATES in learner_cls.needs:  # the sessions keep theta at the shown rank for the widening
-                sessions = click_batches(logs, store, config.batch_size, seed=config.seed, epoch=epoch,
-                                         chunk_size=config.chunk_size, propensities=fixed, list_size=list_size)
+            sessions = click_batches(logs, store, config.batch_size, seed=config.seed, epoch=epoch,
+                                     chunk_size=config.chunk_size, propensities=fixed, list_size=list_size)
+            if Need.CANDIDATES in learner_cls.needs:  # widened, keeping theta at the shown rank
                 return candidate_batches(sessions, store, per_document)
-            return click_batches(logs, store, config.batch_size, seed=config.seed, epoch=epoch,
-                                 chunk_size=config.chunk_size, propensities=fixed, list_size=list_size)
+            return sessions
 
         return batches, None, config.max_steps
     if Need.LABELS in learner_cls.needs:

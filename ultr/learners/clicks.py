@@ -7,6 +7,8 @@ import dataclasses
 import jax.numpy as jnp
 import numpy as np
 
+from simulators.metadata import linear_policy_scores
+
 from ..losses import LOSSES
 from ..options import non_negative, option
 from .base import Learner, Need, register_learner
@@ -79,7 +81,7 @@ class LoggingPolicy(Learner):
         if model is None:
             raise ValueError("logging-policy needs " + Need.LOGGING_POLICY.supplied_by
                              + " (its weights are in simulation.json)")
-        return ((features - np.asarray(model["mean"])) / np.asarray(model["scale"])) @ np.asarray(model["weights"])
+        return linear_policy_scores(model, features)
 
 
 @register_learner
