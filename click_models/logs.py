@@ -15,6 +15,7 @@ column              type                  meaning
 ``examination``     list<float32>, opt.   true examination probability (simulated)
 ``policy``          int32, opt.           logging policy id
 ``intervention``    int32, opt.           intervention id (0 = none)
+``candidates``      list<int64>, opt.     the candidate set a two-stage policy drew (its order)
 ``dwell_time``      list<float32>, opt.   seconds on the clicked result (real logs)
 ``displayed_time``  list<float32>, opt.   seconds the result was on screen (Baidu-ULTR)
 ``media_type``      list<int32>, opt.     result type (Baidu-ULTR multimedia type)
@@ -61,6 +62,7 @@ OPTIONAL_COLUMNS = {
     "examination": pa.list_(pa.float32()),
     "policy": pa.int32(),
     "intervention": pa.int32(),
+    "candidates": pa.list_(pa.int64()),
     "dwell_time": pa.list_(pa.float32()),
     "displayed_time": pa.list_(pa.float32()),
     "media_type": pa.list_(pa.int32()),
@@ -132,11 +134,15 @@ def sessions_to_table(
     policy: np.ndarray | None = None,
     intervention: np.ndarray | None = None,
     with_positions: bool | None = None,
+    candidates: np.ndarray | None = None,
+    candidate_mask: np.ndarray | None = None,
 ) -> pa.Table:
     """Pack padded session arrays ``[B, K]`` into a click-log table.
 
     ``mask`` marks displayed slots; when it has gaps (a masked slot before a
     displayed one) a ``positions`` column records the 1-based display ranks.
+    ``candidates`` ``[B, K2]`` (doc ids, ``candidate_mask`` marking the filled slots) is the
+    candidate set of two-stage logging.
     """
     doc_ids = np.asarray(doc_ids)
     B, K = doc_ids.shape
@@ -161,6 +167,10 @@ def sessions_to_table(
         columns["policy"] = pa.array(np.asarray(policy, np.int32))
     if intervention is not None:
         columns["intervention"] = pa.array(np.asarray(intervention, np.int32))
+    if candidates is not None:
+        candidates = np.asarray(candidates, np.int64)
+        candidate_mask = np.ones(candidates.shape, bool) if candidate_mask is None else np.asarray(candidate_mask, bool)
+        columns["candidates"] = _list_array(candidates, candidate_mask, pa.int64())
     table = pa.table(columns)
     return table.replace_schema_metadata({LIST_SIZE_METADATA_KEY: str(K).encode()})
 

@@ -25,8 +25,18 @@ from ultr.training import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASET = "synthetic:queries=500,docs=20,features=20,seed=0"
-LEARNERS = ["naive", "ips", "policy-aware-ips", "doubly-robust", "skyline"]
-NEEDS_PROPENSITIES = {"ips", "policy-aware-ips", "doubly-robust"}
+LEARNERS = ["naive", "ips", "policy-oblivious-ips", "policy-aware-ips", "doubly-robust", "skyline"]
+NEEDS_PROPENSITIES = {"ips", "policy-oblivious-ips", "policy-aware-ips", "doubly-robust"}
+
+
+def production_score_spread(dataset, top_k: int, seed: int) -> float:
+    """Standard deviation of the production ranker's scores over the training documents: the production
+    ranker of some seeds scores on a larger scale, which at one fixed temperature makes their Plackett-Luce
+    policy almost deterministic (documents never shown, whose relevance no estimator can recover)."""
+    simulator = Simulator(dataset, SimulationConfig(click_model="pbm", eta=1.0, list_size=top_k,
+                                                    policies=("plackett-luce",)), seed=seed)
+    scores = simulator.policies[0].scores
+    return float(np.std(scores[np.isfinite(scores)]))  # padding is -inf
 
 
 def main():
@@ -35,7 +45,8 @@ def main():
     parser.add_argument("--sessions", type=int, default=300_000)
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--top-k", type=int, default=5)
-    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--temperature", type=float, default=1.0,
+                        help="Plackett-Luce temperature in units of the production ranker's score spread")
     parser.add_argument("--learners", nargs="+", choices=LEARNERS, default=LEARNERS)
     parser.add_argument("--work", type=Path, default=Path("/tmp/ultr-policy-aware"))
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "results")
@@ -54,8 +65,9 @@ def main():
         logs = args.work / f"seed{seed}"
         todo = [learner for learner in args.learners if all(r["seed"] != seed for r in runs.get(learner, []))]
         if todo and not (logs / "simulation.json").exists():
+            temperature = args.temperature * production_score_spread(dataset, args.top_k, seed)
             config = SimulationConfig(click_model="pbm", eta=1.0, list_size=args.top_k, policies=("plackett-luce",),
-                                      temperature=args.temperature)
+                                      temperature=temperature)
             Simulator(dataset, config, seed=seed).run(logs, args.sessions, progress=False)
         for learner in todo:
             started = time.perf_counter()

@@ -295,6 +295,7 @@ def synthetic_dataset(
     docs_per_query: int = 20,
     num_features: int = 16,
     seed: int = 0,
+    relevant_percent: int | None = None,
 ) -> Dataset:
     """A built-in dataset with graded labels 0-4 and a non-linear relevance signal.
 
@@ -303,9 +304,15 @@ def synthetic_dataset(
     binned into grades 0..4 with shares 50/25/15/7/3%. Features beyond the
     sixth are noise. A linear ranker sees part of the signal; an MLP sees more.
     Deterministic for ``seed``; queries are split 60/20/20.
+
+    ``relevant_percent`` (spec key ``relevant``) makes that share of the documents relevant (grades 1-4 in
+    the same 25:15:7:3 proportions) instead of half: large pools with few relevant documents, as a
+    first-stage retriever faces (``synthetic:queries=50,docs=2000,relevant=1``).
     """
     if num_features < 6:
         raise ValueError("synthetic_dataset needs num_features >= 6")
+    if relevant_percent is not None and not 1 <= relevant_percent <= 50:
+        raise ValueError(f"relevant must be a percentage in 1..50, got {relevant_percent}")
     rng = np.random.default_rng(seed)
     n = num_queries * docs_per_query
     x = rng.normal(size=(n, num_features)).astype(np.float32)
@@ -313,7 +320,9 @@ def synthetic_dataset(
     offset = rng.normal(scale=0.5, size=num_queries)[query]
     score = (np.sin(2 * x[:, 0]) + x[:, 1] * x[:, 2] + 0.5 * x[:, 3] ** 2 - np.abs(x[:, 4])
              + 0.5 * x[:, 5] + offset + rng.normal(scale=0.3, size=n))
-    cuts = np.quantile(score, [0.50, 0.75, 0.90, 0.97])
+    shares = [0.50, 0.75, 0.90, 0.97] if relevant_percent is None else \
+        [1 - relevant_percent / 100 * f for f in (1.0, 0.5, 0.2, 0.06)]
+    cuts = np.quantile(score, shares)
     labels = np.searchsorted(cuts, score).astype(np.int8)
     doc_ids = np.tile(np.arange(docs_per_query), num_queries)
     data = RankingData(query.astype(np.int64), doc_ids.astype(np.int64), labels, x, "synthetic")
@@ -322,13 +331,15 @@ def synthetic_dataset(
 
 
 def _synthetic_options(spec: str) -> dict:
-    """``synthetic:queries=500,docs=30,features=16,seed=1`` -> keyword arguments."""
-    names = {"queries": "num_queries", "docs": "docs_per_query", "features": "num_features", "seed": "seed"}
+    """``synthetic:queries=500,docs=30,features=16,seed=1[,relevant=1]`` -> keyword arguments."""
+    names = {"queries": "num_queries", "docs": "docs_per_query", "features": "num_features", "seed": "seed",
+             "relevant": "relevant_percent"}
     options = {}
     for item in filter(None, spec.partition(":")[2].split(",")):
         key, _, value = item.partition("=")
         if key.strip() not in names or not value.strip().isdigit():
-            raise ValueError(f"{spec}: expected synthetic:queries=N,docs=N,features=N,seed=N; bad part {item!r}")
+            raise ValueError(f"{spec}: expected synthetic:queries=N,docs=N,features=N,seed=N[,relevant=PERCENT]; "
+                             f"bad part {item!r}")
         options[names[key.strip()]] = int(value)
     for key in ("num_queries", "docs_per_query"):
         if key in options and not 1 <= options[key] <= 10_000_000:
@@ -336,6 +347,8 @@ def _synthetic_options(spec: str) -> dict:
                              "1..10,000,000")
     if "num_features" in options and not 6 <= options["num_features"] <= 10_000:
         raise ValueError(f"{spec}: features must lie in 6..10,000")
+    if "relevant_percent" in options and not 1 <= options["relevant_percent"] <= 50:
+        raise ValueError(f"{spec}: relevant must be a percentage in 1..50")
     return options
 
 

@@ -80,6 +80,11 @@ class SimulationConfig:
         policies give logs for intervention harvesting).
       production_fraction: share of training queries the production ranker learns from.
       temperature: Plackett-Luce temperature; oracle_noise: noisy-oracle noise scale.
+      candidates: two-stage logging (``K2``): each session's candidate generator first draws this many
+        candidates (the top ``K2`` of a Plackett-Luce sample over the policy's scores at
+        ``candidate_temperature``), and the policy then ranks only them; the log gets a ``candidates``
+        column. None: the policy ranks every document of the query.
+      candidate_temperature: the candidate generator's Plackett-Luce temperature (default: ``temperature``).
       intervention: None, ``"randtopk"`` (shuffle the top ``intervention_k``; Joachims et al.
         2017) or ``"swap"`` (swap rank 1 with a uniformly drawn rank k; Wang et al. 2018).
       intervention_rate: share of sessions that get the intervention.
@@ -102,6 +107,8 @@ class SimulationConfig:
     production_fraction: float = 0.01
     temperature: float = 1.0
     oracle_noise: float = 1.0
+    candidates: int | None = None
+    candidate_temperature: float | None = None
     intervention: str | None = None
     intervention_k: int | None = None
     intervention_rate: float = 1.0
@@ -123,6 +130,17 @@ class SimulationConfig:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
                     or not ok(value):
                 raise ValueError(f"{name} must be {words}, got {value!r}")
+        if self.candidates is not None and (isinstance(self.candidates, bool) or not isinstance(self.candidates, int)
+                                            or self.candidates < self.list_size):
+            raise ValueError(f"candidates must be an integer of at least list_size ({self.list_size}): the ranker "
+                             f"shows the top list_size of the candidates; got {self.candidates!r}")
+        if self.candidate_temperature is not None:
+            value = self.candidate_temperature
+            if self.candidates is None:
+                raise ValueError("candidate_temperature: only two-stage logging (candidates = K2) draws candidates")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                    or not value > 0:
+                raise ValueError(f"candidate_temperature must be a finite positive number, got {value!r}")
         if self.max_label is not None and (isinstance(self.max_label, bool) or not isinstance(self.max_label, int)
                                            or not 1 <= self.max_label <= 127):
             raise ValueError(f"max_label must be an integer grade in 1..127, got {self.max_label!r}")
@@ -334,6 +352,28 @@ class Simulator:
         shuffle_k = min(cfg.intervention_k or K, K)
         model, max_label = CLICK_MODELS[cfg.click_model], self.max_label
         eps_pos, eps_neg = cfg.eps_pos, cfg.eps_neg
+        K2 = None if cfg.candidates is None else min(cfg.candidates, L)
+        candidate_temperature = cfg.candidate_temperature or cfg.temperature
+
+        def draw_candidates(key, policy_scores):
+            """The two-stage logging policy's candidate set: top K2 of a Plackett-Luce sample (Gumbel-max)."""
+            noisy = jnp.where(jnp.isfinite(policy_scores),
+                              policy_scores / candidate_temperature + jax.random.gumbel(key, (L,)), -jnp.inf)
+            _, candidates = jax.lax.top_k(noisy, K2)
+            valid = jnp.isfinite(noisy[candidates])
+            member = jnp.zeros(L, bool).at[candidates].set(valid)
+            return candidates, valid, member
+
+        def two_stage_order(key, policy, query):
+            """Candidates drawn, then the policy's ranking of the candidates only (top K)."""
+            candidates, valid, member = draw_candidates(jax.random.fold_in(key, 1), scores[policy, query])
+            restricted = jnp.where(member, scores[policy, query], -jnp.inf)
+            temperature = temperatures[policy]
+            noisy = jnp.where(temperature > 0, restricted / jnp.maximum(temperature, 1e-6)
+                              + jax.random.gumbel(key, (L,)), restricted)
+            noisy = jnp.where(member, noisy, -jnp.inf)
+            _, order = jax.lax.top_k(noisy, min(K, L))  # ties: the lower position first, as the stable sort
+            return jnp.pad(order, (0, K - min(K, L))), candidates, valid
 
         def one_session(index):
             key = jax.random.fold_in(base_key, index)
@@ -341,7 +381,9 @@ class Simulator:
             query = jnp.minimum(jnp.searchsorted(cdf, jax.random.uniform(k_query), side="right"), len(cdf) - 1)
             policy = jax.random.randint(k_policy, (), 0, P) if P > 1 else jnp.int32(0)
             n_docs = list_sizes[query]
-            if any_stochastic:
+            if K2 is not None:
+                order, candidates, candidates_valid = two_stage_order(k_rank, policy, query)
+            elif any_stochastic:
                 temperature = temperatures[policy]
                 gumbel = jax.random.gumbel(k_rank, (L,))
                 noisy = jnp.where(temperature > 0, scores[policy, query] / jnp.maximum(temperature, 1e-6) + gumbel,
@@ -368,8 +410,12 @@ class Simulator:
             session = model.from_labels(shown_labels, shown, params, max_label=max_label, eps_pos=eps_pos,
                                         eps_neg=eps_neg)
             clicks = session.sample(k_click)
-            return (query, shown_docs, clicks, shown, shown_labels.astype(jnp.int8),
-                    session.examination_probs().astype(jnp.float32), policy.astype(jnp.int32), code.astype(jnp.int32))
+            outputs = (query, shown_docs, clicks, shown, shown_labels.astype(jnp.int8),
+                       session.examination_probs().astype(jnp.float32), policy.astype(jnp.int32),
+                       code.astype(jnp.int32))
+            if K2 is not None:
+                outputs += (jnp.where(candidates_valid, doc_ids[query, candidates], 0), candidates_valid)
+            return outputs
 
         return jax.jit(jax.vmap(one_session))
 
@@ -377,9 +423,12 @@ class Simulator:
         """Sessions ``start .. start + size - 1`` as numpy arrays (padded_size: compiled batch size)."""
         padded_size = padded_size or size
         index = jnp.arange(start, start + padded_size, dtype=jnp.uint32)
-        query, docs, clicks, shown, labels, exam, policy, code = (
-            np.asarray(x)[:size] for x in self._chunk_fn(index))
-        return {
+        outputs = [np.asarray(x)[:size] for x in self._chunk_fn(index)]
+        query, docs, clicks, shown, labels, exam, policy, code = outputs[:8]
+        extra = {}
+        if self.config.candidates is not None:
+            extra = {"candidates": outputs[8], "candidate_mask": outputs[9]}
+        return extra | {
             "session_id": np.arange(start, start + size, dtype=np.int64),
             "query_id": self.query_ids[query],
             "doc_ids": docs,
@@ -480,7 +529,8 @@ class Simulator:
                 table = sessions_to_table(
                     arrays["session_id"], arrays["query_id"], arrays["doc_ids"], arrays["clicks"],
                     arrays["mask"], labels=arrays["labels"], examination=arrays["examination"],
-                    policy=arrays["policy"], intervention=arrays["intervention"], with_positions=False)
+                    policy=arrays["policy"], intervention=arrays["intervention"], with_positions=False,
+                    candidates=arrays.get("candidates"), candidate_mask=arrays.get("candidate_mask"))
                 if state["writer"] is None:
                     state["writer"] = pq.ParquetWriter(tmp, table.schema, compression="snappy", use_dictionary=False)
                 state["writer"].write_table(table)

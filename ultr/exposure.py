@@ -106,7 +106,9 @@ def logging_exposure(metadata, data, examination, *, samples: int = 10_000, seed
     """``rho(d)`` ``[N]`` of every document of ``data`` (the split a log was simulated from) under the
     log's logging policies, from its ``simulation.json`` (``metadata``, a :class:`simulators.LogMetadata`).
 
-    Each session draws one of the log's policies uniformly, so ``rho`` is their mean. Only logs with
+    Each session draws one of the log's policies uniformly, so ``rho`` is their mean. A two-stage log
+    (``candidates`` in its config) gets the joint exposure of the candidate draw and the policy's ranking of
+    the candidates (:func:`ultr.two_stage.two_stage_exposure`, the same Monte-Carlo error). Only logs with
     position-based clicks qualify (``E[click | shown at k] = theta_k R``, which policy-aware IPS and the
     doubly robust estimate rest on). A Plackett-Luce
     (or uniform) policy's rank marginals are estimated with ``samples`` rankings per query
@@ -126,6 +128,8 @@ def logging_exposure(metadata, data, examination, *, samples: int = 10_000, seed
     if len(examination) < K:
         raise ValueError(f"policy-aware propensities: the examination covers {len(examination)} ranks; the log "
                          f"shows {K}")
+    two_stage = config.get("candidates")
+    candidate_temperature = float(config.get("candidate_temperature") or config.get("temperature") or 1.0)
     padded = data.padded(with_features=False)
     mask = padded.mask
     Q, L = mask.shape
@@ -143,7 +147,18 @@ def logging_exposure(metadata, data, examination, *, samples: int = 10_000, seed
                              "simulation.json (it is not a linear ranker)")
         scores = np.full(mask.shape, -np.inf, np.float32)
         scores[mask] = values
-        if temperature > 0:
+        if two_stage:  # the joint exposure of the candidate draw and the ranking of the candidates
+            if temperature <= 0:
+                raise ValueError(f"policy-aware propensities of two-stage logging need a stochastic ranker: the "
+                                 f"{name} policy ranks the candidates deterministically (use plackett-luce)")
+            from .two_stage import two_stage_exposure
+
+            batch = int(max(1, min(samples, max_elements // (Q * L))))
+            exposure = np.asarray(two_stage_exposure(
+                jnp.asarray(scores / candidate_temperature), jnp.asarray(scores / temperature),
+                examination[:shown], candidates=int(two_stage), key=jax.random.fold_in(key, index), samples=samples,
+                where=jnp.asarray(mask), batch=batch), np.float64)
+        elif temperature > 0:
             batch = int(max(1, min(samples, max_elements // (Q * L))))
             marginals = plackett_luce_rank_marginals(scores, top_k=shown, key=jax.random.fold_in(key, index),
                                                      samples=samples, where=mask, temperature=temperature,

@@ -221,12 +221,31 @@ def train_config(values: Mapping[str, Any], *, name: Callable[[str], str] = lamb
 
 # ---------------------------------------------------------------------- objects
 def make_learner(config: TrainConfig, num_features: int, list_size: int,
-                 propensities: Propensities | None = None) -> Learner:
-    """The learner of ``config`` with a fresh ranker, from the resolved ``propensities`` it needs."""
+                 propensities: Propensities | None = None, logging_stages: dict | None = None) -> Learner:
+    """The learner of ``config`` with a fresh ranker, from the resolved ``propensities`` it needs
+    (``logging_stages``: the logging pipeline's stages, for the learners that keep one fixed)."""
     cls = config.learner_class
     ranker = make_ranker(config.ranker, num_features, config.hidden, config.dropout, seed=config.seed)
+    extra = {} if logging_stages is None else {"logging_stages": logging_stages}
     return cls.build(ranker, list_size, loss=config.loss, options=cls.make_options(config.learner_options),
-                     propensities=propensities, num_features=num_features)
+                     propensities=propensities, num_features=num_features, **extra)
+
+
+def _logging_stages(metadata: LogMetadata | None, store: FeatureStore) -> dict:
+    """The logging pipeline's stages as weights ``[F]`` over the store's standardised features, divided by
+    each stage's temperature (Plackett-Luce logits): ``{"candidates": w_c, "ranker": w_r}``."""
+    model = metadata.linear_policy() if metadata is not None else None
+    if model is None:
+        raise ValueError(f"this learner keeps a stage of the logging pipeline: it needs "
+                         f"{Need.LOGGING_POLICY.supplied_by} (its weights are in simulation.json)")
+    # score = ((x - mean_p) / scale_p) @ w with x = x_std * scale + mean: linear in x_std (the offset does not rank)
+    weights = np.asarray(model["weights"], np.float64) * store.scale / np.asarray(model["scale"], np.float64)
+    config = metadata.config
+    temperature = float(model.get("temperature") or 0.0)
+    candidate_temperature = float(config.get("candidate_temperature") or config.get("temperature") or 1.0)
+    if temperature <= 0:
+        temperature = 1e-3  # a deterministic ranker: a very cold Plackett-Luce policy
+    return {"candidates": weights / candidate_temperature, "ranker": weights / temperature}
 
 
 def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
@@ -263,8 +282,8 @@ def _train_step(learner, optimizer, table, batch):
 
 
 @nnx.jit
-def _score(learner, table, rows):
-    return learner(table[rows])
+def _score(learner, table, rows, mask):
+    return learner.score(table[rows], mask)
 
 
 def score_lists(learner, table, lists: LabelBatch, batch_size: int = 512) -> np.ndarray:
@@ -272,11 +291,12 @@ def score_lists(learner, table, lists: LabelBatch, batch_size: int = 512) -> np.
     out = []
     Q = len(lists.rows)
     for start in range(0, Q, batch_size):
-        rows = lists.rows[start:start + batch_size]
+        rows, mask = lists.rows[start:start + batch_size], lists.mask[start:start + batch_size]
         pad = batch_size - len(rows) if Q > batch_size else 0
         if pad:
             rows = np.concatenate([rows, np.repeat(rows[-1:], pad, axis=0)])
-        out.append(np.asarray(_score(learner, table, jnp.asarray(rows)))[: batch_size - pad])
+            mask = np.concatenate([mask, np.repeat(mask[-1:], pad, axis=0)])
+        out.append(np.asarray(_score(learner, table, jnp.asarray(rows), jnp.asarray(mask)))[: batch_size - pad])
     return np.concatenate(out)
 
 
@@ -400,6 +420,8 @@ def simulation_metadata(logs) -> dict | None:
 
 def _click_source(learner_cls, logs, store, config, list_size, propensities):
     """``epoch -> batches`` and the steps of a pass, for the learner's data needs."""
+    if getattr(learner_cls, "aggregates_clicks", False):
+        return _aggregated_click_source(learner_cls, logs, store, config, list_size, propensities)
     if Need.CLICKS in learner_cls.needs:
         fixed, per_document = None, None
         if propensities is not None and not propensities.per_session:
@@ -428,6 +450,40 @@ def _click_source(learner_cls, logs, store, config, list_size, propensities):
 
         return batches, steps_per_epoch, max_steps
     raise ValueError(f"the {learner_cls.name} learner needs neither clicks nor labels: nothing to train on")
+
+
+def _aggregated_click_source(learner_cls, logs, store, config, list_size, propensities):
+    """Batches of query lists labelled with each document's IPS relevance, the mean over the query's
+    sessions of ``c(d) / rho_0(d)`` (``rho_0``: its expected examination under the logging policy)."""
+    per_document = _logging_propensities(learner_cls, logs, store, config, propensities)
+    fixed = None if propensities.per_session else np.asarray(propensities.examination, np.float64)
+    data = store.data
+    sums = np.zeros(data.num_documents + 1)
+    sessions = np.zeros(data.num_queries, np.int64)
+    query_of_row = np.append(np.repeat(np.arange(data.num_queries), data.list_sizes), -1)
+    clip = getattr(learner_cls.make_options(config.learner_options), "clip", 1e-6)
+    for batch in candidate_batches(click_batches(logs, store, config.batch_size, seed=config.seed, epoch=0,
+                                                 chunk_size=config.chunk_size, propensities=fixed,
+                                                 list_size=list_size), store, per_document):
+        weighted = np.where(batch.mask & batch.clicks, 1.0 / np.maximum(batch.propensity, clip), 0.0)
+        np.add.at(sums, batch.rows.reshape(-1), weighted.reshape(-1))
+        first = query_of_row[batch.rows[:, 0]]
+        np.add.at(sessions, first[first >= 0], 1)
+    relevance = sums[:-1] / np.maximum(sessions[query_of_row[:-1]], 1)
+    lists = store.labelled_lists()
+    labels = np.where(lists.mask, np.append(relevance, 0.0)[lists.rows], 0.0).astype(np.float32)
+    logged = sessions > 0  # queries without a session carry no information
+    train_lists = LabelBatch(lists.rows[logged], labels[logged], lists.mask[logged])
+    list_batch = max(1, config.batch_size // getattr(learner_cls, "lists_per_session_batch", 1))
+    steps_per_epoch = math.ceil(len(train_lists.rows) / list_batch)
+    max_steps = config.max_steps
+    if max_steps is None:
+        max_steps = max(steps_per_epoch * config.epochs, getattr(learner_cls, "min_steps", 0))
+
+    def batches(epoch):
+        return label_batches(train_lists, list_batch, config.seed, epoch)
+
+    return batches, steps_per_epoch, max_steps
 
 
 def _logging_propensities(learner_cls, logs, store, config, propensities) -> np.ndarray:
@@ -504,7 +560,8 @@ def train(logs, dataset: Dataset, config: TrainConfig, progress: bool = True,
                                             trust_bias=Need.TRUST_BIAS in cls.needs)
     _check_memory(config, dataset.num_features,
                   int(dataset.train.list_sizes.max()) if Need.CANDIDATES in cls.needs else K)
-    learner = make_learner(config, dataset.num_features, K, propensities)
+    logging_stages = _logging_stages(metadata, store) if Need.LOGGING_POLICY in cls.needs and cls.trainable else None
+    learner = make_learner(config, dataset.num_features, K, propensities, logging_stages)
     table = jnp.asarray(store.table)
     vali_table, test_table = jnp.asarray(vali_store.table), jnp.asarray(test_store.table)
     batches, steps_per_epoch, max_steps = _click_source(cls, logs, store, config, K, propensities)

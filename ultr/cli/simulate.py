@@ -54,6 +54,11 @@ def add_parser(commands) -> None:
                           help="share of training queries for the production ranker (default: 0.01)")
     simulate.add_argument("--temperature", type=float, help="Plackett-Luce temperature (default: 1.0)")
     simulate.add_argument("--oracle-noise", type=float, help="noisy-oracle noise scale (default: 1.0)")
+    simulate.add_argument("--candidates", type=positive_int,
+                          help="two-stage logging: candidates K2 drawn per session (Plackett-Luce) before the policy "
+                               "ranks them (default: none, the policy ranks every document)")
+    simulate.add_argument("--candidate-temperature", type=float,
+                          help="two-stage logging: the candidate draw's temperature (default: --temperature)")
     simulate.add_argument("--intervention", choices=["none", *INTERVENTIONS],
                           help="randomisation of the shown ranking (default: none)")
     simulate.add_argument("--intervention-k", type=positive_int,
@@ -105,6 +110,7 @@ def command_line_values(args: argparse.Namespace) -> dict:
         "click_model": args.click_model, "eta": args.eta, "list_size": args.list_size, "eps_pos": args.eps_pos,
         "eps_neg": args.eps_neg, "max_label": args.max_label, "production_fraction": args.production_fraction,
         "temperature": args.temperature, "oracle_noise": args.oracle_noise, "intervention_k": args.intervention_k,
+        "candidates": args.candidates, "candidate_temperature": args.candidate_temperature,
         "intervention_rate": args.intervention_rate, "query_sampling": args.query_sampling,
         "powerlaw_exponent": args.powerlaw_exponent,
         "continuation": _floats(args.continuation, "--continuation"),

@@ -13,8 +13,9 @@ from .clicks import FeatureScore, LoggingPolicy, Naive, Skyline
 from .dla import DLA
 from .pairwise import PairD
 from .regression_em import RegressionEM
+from .two_stage import TwoStage, TwoStageCandidates, TwoStagePipeline, TwoStageRanker, TwoStageTop1
 from .two_tower import TwoTower
-from .weighting import IPS, Affine, DoublyRobust, PolicyAwareIPS
+from .weighting import IPS, Affine, DoublyRobust, PolicyAwareIPS, PolicyObliviousIPS
 
 sigmoid_cross_entropy = sigmoid_loss  # the name of earlier releases
 
@@ -33,9 +34,15 @@ __all__ = [
     "NoOptions",
     "PairD",
     "PolicyAwareIPS",
+    "PolicyObliviousIPS",
     "RegressionEM",
     "Skyline",
     "Statistic",
+    "TwoStage",
+    "TwoStageCandidates",
+    "TwoStagePipeline",
+    "TwoStageRanker",
+    "TwoStageTop1",
     "TwoTower",
     "ranking_loss",
     "register_learner",

@@ -143,6 +143,11 @@ class Learner(nnx.Module, abc.ABC):
     def __call__(self, features):
         return self.ranker(features)
 
+    def score(self, features, where=None):
+        """Scores ``[..., n]`` of query lists for evaluation (``where``: the real documents); the ranker's by
+        default, a two-stage pipeline's deployed ranking for the two-stage learners."""
+        return self(features)
+
     @abc.abstractmethod
     def loss(self, features, batch):
         """Mean loss of a batch; ``features [B, K, F]`` in display order."""

@@ -78,6 +78,25 @@ class PolicyAwareIPS(IPS):
 
 
 @register_learner
+class PolicyObliviousIPS(IPS):
+    """Per-rank IPS over every candidate: the policy-oblivious estimator of Oosterhuis and de Rijke (SIGIR 2020).
+
+    The loss runs over all candidates of the session's query, as in policy-aware IPS, but a click on a
+    document shown at rank ``k`` is weighted by ``1 / theta_k`` and unshown candidates count as not
+    clicked. Its expected label is ``P(d in the top K) R(d)``: under stochastic top-``K`` logging it
+    favours the documents the logging policy tends to show. It is the baseline that policy-aware IPS
+    corrects; ``ips`` (the loss over the shown documents only) is a third variant.
+    """
+
+    name = "policy-oblivious-ips"
+    needs = frozenset({Need.CLICKS, Need.PROPENSITIES, Need.CANDIDATES})
+
+    def loss(self, features, batch):
+        return ips_loss(self.ranker(features), batch.clicks.astype(jnp.float32), batch.examination,
+                        where=batch.mask, clip=self.clip, loss=self.loss_kind)
+
+
+@register_learner
 class DoublyRobust(Learner):
     """Doubly robust estimation for position bias (Oosterhuis, TOIS 2023).
 
