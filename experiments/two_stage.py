@@ -40,7 +40,7 @@ SETUPS = {
 RUNS = [
     ("logging policy", "logging-policy", {}),
     ("naive", "naive", {}),
-    ("single-stage policy-aware IPS", "policy-aware-ips", {}),
+    ("single-stage policy-aware IPS", "policy-aware-ips", {"aggregate": True, "clip": 1e-4}),  # as the two-stage
     ("top-1 candidate generator", "two-stage-top1", {}),
     ("candidate generator alone", "two-stage-candidates", {}),
     ("ranker alone", "two-stage-ranker", {}),
@@ -60,6 +60,8 @@ def main():
     parser.add_argument("--sessions", type=int, default=None, help="sessions per log (default: the setup's)")
     parser.add_argument("--steps", type=int, default=1000, help="training steps of the two-stage learners")
     parser.add_argument("--epochs", type=int, default=4, help="passes of the session learners")
+    parser.add_argument("--lists", type=int, default=8, help="query lists per step of the list learners")
+    parser.add_argument("--pipeline-samples", type=int, default=8, help="pipelines sampled per list and step")
     parser.add_argument("--work", type=Path, default=Path("/tmp/ultr-two-stage"))
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "results")
     parser.add_argument("--report-only", action="store_true")
@@ -71,7 +73,8 @@ def main():
         return
     work_file = args.work / "runs.json"
     saved = json.loads(work_file.read_text()) if work_file.exists() else {}
-    settings = {"steps": args.steps, "epochs": args.epochs, "sessions": args.sessions}
+    settings = {"steps": args.steps, "epochs": args.epochs, "sessions": args.sessions, "lists": args.lists,
+                "pipeline_samples": args.pipeline_samples}
     results = saved.get("results", {}) if saved.get("settings") == settings else {}
     for setup_name in args.setups:
         setup = SETUPS[setup_name]
@@ -95,12 +98,12 @@ def main():
                     continue
                 started = time.perf_counter()
                 if learner in TWO_STAGE:
-                    options = {"candidates": setup["candidates"], **options}
-                # single-stage policy-aware IPS widens every session to the whole pool: smaller batches
-                wide = learner == "policy-aware-ips"
+                    options = {"candidates": setup["candidates"], "pipeline_samples": args.pipeline_samples,
+                               **options}
+                lists = learner in NEEDS_PROPENSITIES  # trained on per-query IPS relevance over whole pools
                 config = TrainConfig(learner=learner, seed=seed, epochs=args.epochs, patience=10**6,
-                                     max_steps=args.steps if learner in TWO_STAGE else (2 * args.steps if wide else None),
-                                     batch_size=64 if wide else 256,
+                                     max_steps=args.steps if lists else None,
+                                     batch_size=args.lists * 16 if lists else 256,  # 16 sessions per list
                                      propensities="oracle" if learner in NEEDS_PROPENSITIES else None,
                                      learner_options=options)
                 result = train(logs, dataset, config, progress=False)
@@ -141,7 +144,8 @@ def write_report(results, settings, out: Path):
         "(per seed in brackets).",
         "",
         f"Regenerate: `python experiments/two_stage.py --setups synthetic mq2008 --seeds 0 1 2 --steps "
-        f"{settings['steps']} --epochs {settings['epochs']}` (`--report-only` rewrites this page from the JSON "
+        f"{settings['steps']} --epochs {settings['epochs']} --lists {settings['lists']} --pipeline-samples "
+        f"{settings['pipeline_samples']}` (`--report-only` rewrites this page from the JSON "
         "beside it). The learners: [docs/learners.md](../learners.md#two-stage-counterfactual-learning-to-rank).",
         "",
     ]
@@ -153,8 +157,11 @@ def write_report(results, settings, out: Path):
         lines += [f"## {setup_name}: `{Path(setup['dataset']).name if setup_name == 'mq2008' else setup['dataset']}`",
                   "",
                   f"K2 = {setup['candidates']} candidates, top K = {setup['top_k']} shown, "
-                  f"{settings['sessions'] or setup['sessions']:,} sessions per seed, seeds {seeds}; two-stage "
-                  f"learners {settings['steps']} steps, session learners {settings['epochs']} passes.",
+                  f"{settings['sessions'] or setup['sessions']:,} sessions per seed, seeds {seeds}. The learners "
+                  f"on per-query IPS relevance (two-stage, single-stage policy-aware IPS) train "
+                  f"{settings['steps']} steps of {settings['lists']} query lists ({settings['pipeline_samples']} "
+                  f"sampled pipelines per list), Naive {settings['epochs']} passes over the sessions; every "
+                  "learner keeps the state with the best validation nDCG@10.",
                   "",
                   "| learner | nDCG@10 | nDCG@5 | per seed (nDCG@10) |",
                   "| --- | --- | --- | --- |"]

@@ -22,5 +22,5 @@ def test_notebook_runs(path, tmp_path):
     assert any("image/png" in o.get("data", {}) for o in outputs), "the notebook shows its plots"
 
 
-def test_there_are_three_notebooks():
-    assert len(NOTEBOOKS) == 3
+def test_there_are_four_notebooks():
+    assert len(NOTEBOOKS) == 4

@@ -420,7 +420,7 @@ def simulation_metadata(logs) -> dict | None:
 
 def _click_source(learner_cls, logs, store, config, list_size, propensities):
     """``epoch -> batches`` and the steps of a pass, for the learner's data needs."""
-    if getattr(learner_cls, "aggregates_clicks", False):
+    if learner_cls.aggregates(learner_cls.make_options(config.learner_options)):
         return _aggregated_click_source(learner_cls, logs, store, config, list_size, propensities)
     if Need.CLICKS in learner_cls.needs:
         fixed, per_document = None, None
@@ -455,20 +455,19 @@ def _click_source(learner_cls, logs, store, config, list_size, propensities):
 def _aggregated_click_source(learner_cls, logs, store, config, list_size, propensities):
     """Batches of query lists labelled with each document's IPS relevance, the mean over the query's
     sessions of ``c(d) / rho_0(d)`` (``rho_0``: its expected examination under the logging policy)."""
-    per_document = _logging_propensities(learner_cls, logs, store, config, propensities)
-    fixed = None if propensities.per_session else np.asarray(propensities.examination, np.float64)
+    per_document = np.append(_logging_propensities(learner_cls, logs, store, config, propensities), 1.0)
     data = store.data
     sums = np.zeros(data.num_documents + 1)
     sessions = np.zeros(data.num_queries, np.int64)
     query_of_row = np.append(np.repeat(np.arange(data.num_queries), data.list_sizes), -1)
-    clip = getattr(learner_cls.make_options(config.learner_options), "clip", 1e-6)
-    for batch in candidate_batches(click_batches(logs, store, config.batch_size, seed=config.seed, epoch=0,
-                                                 chunk_size=config.chunk_size, propensities=fixed,
-                                                 list_size=list_size), store, per_document):
-        weighted = np.where(batch.mask & batch.clicks, 1.0 / np.maximum(batch.propensity, clip), 0.0)
-        np.add.at(sums, batch.rows.reshape(-1), weighted.reshape(-1))
-        first = query_of_row[batch.rows[:, 0]]
-        np.add.at(sessions, first[first >= 0], 1)
+    options = learner_cls.make_options(config.learner_options)
+    clip = getattr(options, "clip", None) or getattr(options, "exposure_clip", 1e-6)
+    for batch in click_batches(logs, store, 4096, seed=config.seed, epoch=0, chunk_size=config.chunk_size,
+                               propensities=None, list_size=list_size):
+        clicked = batch.rows[batch.mask & batch.clicks]
+        sums += np.bincount(clicked, 1.0 / np.maximum(per_document[clicked], clip), minlength=len(sums))
+        first = query_of_row[batch.rows[np.arange(len(batch.rows)), np.argmax(batch.mask, axis=1)]]
+        sessions += np.bincount(first[first >= 0], minlength=data.num_queries)
     relevance = sums[:-1] / np.maximum(sessions[query_of_row[:-1]], 1)
     lists = store.labelled_lists()
     labels = np.where(lists.mask, np.append(relevance, 0.0)[lists.rows], 0.0).astype(np.float32)
@@ -498,8 +497,18 @@ def _logging_propensities(learner_cls, logs, store, config, propensities) -> np.
         raise ValueError(f"the {learner_cls.name} learner needs an examination curve per rank: give --propensities "
                          "oracle (a PBM log), an estimator or a FILE")
     options = learner_cls.make_options(config.learner_options)
-    return logging_exposure(metadata, store.data, propensities.examination,
-                            samples=getattr(options, "exposure_samples", 10_000), seed=config.seed)
+    samples = getattr(options, "exposure_samples", 10_000)
+    # learners trained one after another on the same log share the Monte-Carlo exposure
+    key = (str(LogMetadata.path(logs).resolve()), LogMetadata.path(logs).stat().st_mtime_ns, samples, config.seed,
+           tuple(np.asarray(propensities.examination, np.float64).round(12)), (metadata.dataset or {}).get("fingerprint"))
+    if key not in _EXPOSURE_CACHE:
+        _EXPOSURE_CACHE.clear()  # one log at a time: bounded memory
+        _EXPOSURE_CACHE[key] = logging_exposure(metadata, store.data, propensities.examination, samples=samples,
+                                                seed=config.seed)
+    return _EXPOSURE_CACHE[key]
+
+
+_EXPOSURE_CACHE: dict[tuple, np.ndarray] = {}
 
 
 def _check_memory(config: TrainConfig, num_features: int, list_size: int) -> None:

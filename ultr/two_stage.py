@@ -50,6 +50,9 @@ def _scatter_add(indices, values, n: int) -> Array:
     return flat.reshape(*batch, n)
 
 
+_NEG = -1e9  # a finite "minus infinity" for masked logits
+
+
 def _valid(logits, where):
     return jnp.isfinite(logits) if where is None else jnp.asarray(where, bool) & jnp.isfinite(logits)
 
@@ -73,9 +76,10 @@ def gumbel_top_k(key, logits, k: int, where=None, samples: int | None = None):
 def plackett_luce_log_prob(logits, order, order_valid, where=None) -> Array:
     """``log P(order)`` of an ordered prefix under Plackett-Luce over ``logits`` restricted to ``where``.
 
-    ``log P = sum_k [s_{y_k} - log sum_{j not in y_<k} exp(s_j)]``; the normalisers are sums of the
-    documents never placed plus a reverse cumulative sum over the prefix (no subtraction, so no
-    cancellation when the prefix holds most of the mass).
+    ``log P = sum_k [s_{y_k} - log sum_{j not in y_<k} exp(s_j)]``; the log-normalisers are the
+    log-sum-exp of the documents never placed joined with a reverse cumulative log-sum-exp over the prefix:
+    no subtraction (no cancellation when the prefix holds most of the mass) and no underflow when the
+    remaining documents score far below the first.
 
     Args:
       logits: ``[..., n]``; order: ``[..., m]`` indices; order_valid: ``[..., m]`` bool; where: ``[..., n]``.
@@ -92,16 +96,15 @@ def plackett_luce_log_prob(logits, order, order_valid, where=None) -> Array:
     order = jnp.broadcast_to(order, (*batch, order.shape[-1]))
     order_valid = jnp.broadcast_to(order_valid, order.shape)
     valid = _valid(logits, None if where is None else jnp.broadcast_to(where, logits.shape))
-    top = jnp.max(jnp.where(valid, logits, -jnp.inf), axis=-1, keepdims=True)
-    top = jnp.where(jnp.isfinite(top), top, 0.0)
-    weights = jnp.where(valid, jnp.exp(logits - top), 0.0)  # [..., n]
     n = logits.shape[-1]
+    # finite stand-ins for the masked logits: no inf - inf or 0 * inf in the forward or backward pass
+    safe = jnp.where(valid, logits, _NEG)
     placed = _scatter_add(order, order_valid.astype(jnp.float32), n) > 0  # [..., n]
-    never_placed = jnp.sum(jnp.where(placed, 0.0, weights), axis=-1, keepdims=True)  # [..., 1]
-    prefix = jnp.where(order_valid, jnp.take_along_axis(weights, order, axis=-1), 0.0)  # [..., m]
-    remaining = never_placed + jnp.flip(jnp.cumsum(jnp.flip(prefix, -1), axis=-1), -1)  # mass left at rank k
-    chosen = jnp.take_along_axis(logits, order, axis=-1) - top
-    terms = chosen - jnp.log(jnp.maximum(remaining, 1e-30))
+    log_never_placed = jax.nn.logsumexp(jnp.where(valid & ~placed, safe, _NEG), axis=-1, keepdims=True)
+    chosen = jnp.where(order_valid, jnp.take_along_axis(safe, order, axis=-1), _NEG)  # [..., m]
+    # log of the mass left at rank k: the documents never placed plus the prefix from k on
+    log_remaining = jnp.logaddexp(log_never_placed, jax.lax.cumlogsumexp(chosen, axis=chosen.ndim - 1, reverse=True))
+    terms = chosen - log_remaining
     return jnp.sum(jnp.where(order_valid, terms, 0.0), axis=-1)
 
 
@@ -251,7 +254,7 @@ def inclusion_probabilities(candidate_perturbed, candidate_logits, *, candidates
     perturbed = jnp.where(valid, candidate_logits + jnp.where(valid, noise, 0.0), -jnp.inf)
     k = min(candidates, n)
     if k >= n:
-        return jnp.where(valid, 1.0, 0.0)
+        return jnp.broadcast_to(jnp.where(valid, 1.0, 0.0), candidate_perturbed.shape)
     top, _ = jax.lax.top_k(perturbed, k + 1)  # [S, ..., K2 + 1]
     kth, next_ = top[..., k - 1:k], top[..., k:k + 1]
     inside = perturbed >= kth
@@ -260,7 +263,7 @@ def inclusion_probabilities(candidate_perturbed, candidate_logits, *, candidates
     always = ~jnp.isfinite(tau)
     logits = jnp.where(valid, candidate_logits, 0.0)
     gap = jnp.where(always, 0.0, logits - jnp.where(always, 0.0, tau))
-    probability = -jnp.expm1(-jnp.exp(gap))
+    probability = -jnp.expm1(-jnp.exp(jnp.minimum(gap, 30.0)))  # exactly 1 in float32 beyond: no inf gradient
     return jnp.where(valid, jnp.where(always, 1.0, probability), 0.0)
 
 
@@ -268,15 +271,17 @@ def credit_assigned_surrogate(key, candidate_logits, ranker_logits, relevance, e
                               samples: int, where=None, baseline: bool = True):
     """Surrogate ``[...]`` whose gradient is the credit-assigned policy gradient of the candidate generator.
 
-    ``sum_d w(d) P̂(d in y_c)`` with the credit ``w(d) = r(d) a(d)``: ``a(d)`` the mean over the ``S``
-    samples of the examination ``theta`` at the rank the sampled ranker gives ``d`` among the ``K2 - 1``
-    other sampled candidates (a document not drawn takes the place of the last candidate drawn), and ``P̂`` the Rao-Blackwellised inclusion probabilities of
+    ``mean_s sum_d w_s(d) P̂_s(d in y_c)`` with the credit ``w_s(d) = r(d) a_s(d)``: ``a_s(d)`` the
+    examination ``theta`` at the rank sample ``s``'s ranker gives ``d`` among the ``K2 - 1`` other sampled
+    candidates (a document not drawn takes the place of the last candidate drawn), and ``P̂`` the Rao-Blackwellised inclusion probabilities of
     :func:`inclusion_probabilities` (gradient through them only). It credits each document with its own
     contribution instead of the whole set's utility, and ignores how the set's composition moves ``d``'s
     rank: exact when the ranker's rank weight of a candidate does not depend on the other candidates,
     otherwise a low-variance approximation that keeps the ranking of documents by credit (Kiyohara et al.,
-    arXiv 2605.26385, 2026). ``baseline`` subtracts the mean credit over the pool (``sum_d P(d in y_c) =
-    K2`` is constant, so that leaves the expected gradient unchanged).
+    arXiv 2605.26385, 2026). Each sample's credits are paired with its own inclusion estimates (given the
+    other documents' Gumbels, both are functions of the same draw). ``baseline`` subtracts the other
+    samples' mean credit over the pool: independent of the sample it corrects, and ``sum_d P(d in y_c) =
+    K2`` is constant, so the expected gradient is unchanged.
     """
     relevance = jax.lax.stop_gradient(jnp.asarray(relevance, jnp.float32))
     n = candidate_logits.shape[-1]
@@ -298,14 +303,14 @@ def credit_assigned_surrogate(key, candidate_logits, ranker_logits, relevance, e
     above = jnp.where(out["member"], above_member, above_other)
     theta = jnp.concatenate([jnp.asarray(examination, jnp.float32), jnp.zeros(1)])
     rank_weight = jnp.where(valid, theta[jnp.minimum(above, K)], 0.0)
-    credit = relevance * jnp.mean(rank_weight, axis=0)  # [..., n]
-    if baseline:
+    credit = relevance * rank_weight  # [S, ..., n]: each sample's credit, paired with its inclusion estimate
+    if baseline:  # the other samples' mean credit: independent of this sample, so the gradient stays unbiased
         count = jnp.maximum(jnp.sum(valid, axis=-1, keepdims=True), 1)
-        credit = credit - jnp.sum(jnp.where(valid, credit, 0.0), axis=-1, keepdims=True) / count
+        credit = credit - _leave_one_out(jnp.sum(jnp.where(valid, credit, 0.0), axis=-1, keepdims=True) / count)
     credit = jax.lax.stop_gradient(jnp.where(valid, credit, 0.0))
     inclusion = inclusion_probabilities(out["candidate_perturbed"], candidate_logits, candidates=candidates,
                                         where=valid)
-    return jnp.sum(credit * jnp.mean(inclusion, axis=0), axis=-1)
+    return jnp.sum(jnp.mean(credit * inclusion, axis=0), axis=-1)
 
 
 def deterministic_pipeline_scores(candidate_scores, ranker_scores, *, candidates: int, where=None) -> Array:

@@ -175,3 +175,101 @@ for name, result in estimates.items():
 ax.set(xlabel="rank", ylabel="examination (normalised at rank 1)", title="propensity estimates with 95% intervals")
 ax.legend();"""),
 ], out / "03_estimating_propensities.ipynb")
+
+notebook([
+("md", """# 4. Two-stage ranking from clicks
+
+Real systems rank in two stages: a cheap **candidate generator** narrows the query's whole pool to `K2`
+candidates, and a **ranker** orders them and shows the top `K`. Both can be learnt from clicks
+(Gupta, Liao and de Rijke, ICTIR 2025). Here we log clicks from a stochastic two-stage pipeline, compute
+each document's **joint exposure** (its expected examination over both stages), check that the two-stage IPS
+estimate is unbiased, compare the variance of two policy gradients for the candidate generator, and train
+the pipeline."""),
+("code", """import itertools, tempfile
+from pathlib import Path
+import jax, jax.numpy as jnp
+import numpy as np
+import matplotlib.pyplot as plt
+import seaborn as sns
+from simulators.datasets import load_dataset
+from simulators.simulation import SimulationConfig, Simulator
+from simulators.metadata import LogMetadata
+from ultr.exposure import logging_exposure
+from ultr.two_stage import (two_stage_exposure, two_stage_exposure_exact, reinforce_surrogates,
+                            credit_assigned_surrogate)
+from ultr.training import TrainConfig, train
+
+sns.set_theme(style="whitegrid")"""),
+("md", """**Joint exposure.** For a pool of 6 documents, 4 candidates and 2 shown ranks we can enumerate every
+candidate draw and every ranking of it; the Monte-Carlo estimate (Gumbel-max sampling of both stages) agrees
+within its standard error, at most `max θ / (2√samples)`."""),
+("code", """candidate_scores = jnp.array([0.3, -0.5, 1.2, 0.0, 0.8, -1.0])
+ranker_scores = jnp.array([1.0, 0.4, -0.2, 0.9, -0.7, 0.3])
+theta = jnp.array([1.0, 0.6])
+exact = two_stage_exposure_exact(candidate_scores, ranker_scores, theta, candidates=4)
+sampled = two_stage_exposure(candidate_scores, ranker_scores, theta, candidates=4, key=jax.random.key(0),
+                             samples=40_000)
+print("exact      ", np.round(np.asarray(exact), 4))
+print("Monte-Carlo", np.round(np.asarray(sampled), 4), " bound", round(1.0 / (2 * np.sqrt(40_000)), 4))"""),
+("md", """**A two-stage log.** 30 queries with 200 documents each, 5% of them relevant. The logging pipeline draws 20
+candidates per session by Plackett-Luce over a production ranker's scores, ranks them by Plackett-Luce over the
+same scores, and shows the top 5; clicks follow the position-based model. The log records each session's
+candidate set."""),
+("code", """dataset = load_dataset("synthetic:queries=30,docs=200,features=10,relevant=5,seed=0")
+logs = Path(tempfile.mkdtemp()) / "logs"
+config = SimulationConfig(click_model="pbm", list_size=5, policies=("plackett-luce",), temperature=2.0,
+                          candidates=20)
+Simulator(dataset, config, seed=0).run(logs, 30_000, progress=False)
+metadata = LogMetadata.read(logs)
+rho0 = logging_exposure(metadata, dataset.train, metadata.true_examination(), samples=2_000)
+fig, ax = plt.subplots(figsize=(7, 3.5))
+sns.boxplot(x=dataset.train.labels, y=rho0, ax=ax)
+ax.set(yscale="log", xlabel="relevance grade", ylabel="joint exposure ρ₀(d)",
+       title="The logging pipeline's exposure of each document");"""),
+("md", """Every document has `ρ₀ > 0`: the IPS estimate `Σ_d ρ(d) c(d) / ρ₀(d)` of any other pipeline's value is
+unbiased. The weights are large for rarely exposed documents, which is where the variance comes from.
+
+**Policy gradients for the candidate generator.** REINFORCE credits every candidate with the whole set's
+utility; the credit-assigned gradient (after Kiyohara et al., 2026) credits each document with its own rank
+weight times relevance, through its inclusion probability. On a pool of 200 with 20 candidates and sparse
+clicks, we draw 100 gradients of each and compare their total variance."""),
+("code", """rng = np.random.default_rng(0)
+sc = jnp.asarray(rng.normal(size=200), jnp.float32)
+sr = jnp.asarray(rng.normal(size=200), jnp.float32)
+relevance = jnp.asarray((rng.random(200) < 0.05) * 2.0, jnp.float32)
+theta5 = jnp.array([1.0, 0.8, 0.6, 0.5, 0.4])
+keys = jax.random.split(jax.random.key(1), 100)
+
+def variance(surrogate):
+    grads = jax.jit(jax.vmap(lambda key: jax.grad(lambda c: surrogate(key, c))(sc)))(keys)
+    return float(np.sum(np.var(np.asarray(grads), axis=0)))
+
+variances = {
+    "REINFORCE": variance(lambda k, c: reinforce_surrogates(k, c, sr, relevance, theta5, candidates=20,
+                                                            samples=16, baseline=False)[0]),
+    "REINFORCE + baseline": variance(lambda k, c: reinforce_surrogates(k, c, sr, relevance, theta5,
+                                                                       candidates=20, samples=16)[0]),
+    "credit-assigned": variance(lambda k, c: credit_assigned_surrogate(k, c, sr, relevance, theta5,
+                                                                       candidates=20, samples=16)),
+}
+fig, ax = plt.subplots(figsize=(6, 3))
+ax.bar(list(variances), list(variances.values()))
+ax.set(yscale="log", ylabel="total gradient variance", title="Candidate generator's policy gradient");
+variances"""),
+("md", """**Training.** The joint learner trains both stages, alternating, on the two-stage IPS objective; the
+baselines are the logging pipeline itself and the ranker trained alone behind the logging candidate generator.
+Each is evaluated as deployed: the generator's top 20 of the pool, ordered by the ranker. (150 steps:
+enough to see the learners move; `experiments/two_stage.py` runs the full comparison.)"""),
+("code", """results = {}
+for name, learner in [("logging pipeline", "logging-policy"), ("ranker alone", "two-stage-ranker"),
+                      ("joint", "two-stage")]:
+    options = {"candidates": 20, "pipeline_samples": 8} if learner != "logging-policy" else {}
+    result = train(logs, dataset, TrainConfig(learner=learner, propensities="oracle" if options else None,
+                                              max_steps=150, eval_every=50, learner_options=options),
+                   progress=False)
+    results[name] = result.test["ndcg@10"]
+fig, ax = plt.subplots(figsize=(6, 3))
+ax.bar(list(results), list(results.values()))
+ax.set(ylabel="test nDCG@10", title="Two-stage pipelines learnt from clicks");
+results"""),
+], out / "04_two_stage_ranking_from_clicks.ipynb")

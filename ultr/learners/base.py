@@ -155,6 +155,12 @@ class Learner(nnx.Module, abc.ABC):
     def update_statistics(self, features, batch) -> None:
         return None
 
+    @classmethod
+    def aggregates(cls, options) -> bool:
+        """Whether the learner trains on per-query IPS relevance (the clicks weighted by ``1 / rho`` and
+        averaged over each query's sessions) instead of session batches."""
+        return bool(getattr(cls, "aggregates_clicks", False))
+
     def begin_pass(self, epoch: int) -> None:
         """Called before each pass over the training batches (outside ``jit``)."""
         return None

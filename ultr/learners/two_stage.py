@@ -20,6 +20,7 @@ from flax import nnx
 from ..options import option
 from ..two_stage import credit_assigned_surrogate, deterministic_pipeline_scores, reinforce_surrogates
 from .base import Learner, Need, Statistic, register_learner
+from .weighting import ExposureSampling
 
 GRADIENTS = ("credit-assigned", "reinforce")
 
@@ -53,7 +54,7 @@ class LoggingStage(nnx.Module):
 
 
 @dataclasses.dataclass(frozen=True)
-class StageOptions:
+class StageOptions(ExposureSampling):
     """Options of every two-stage learner (those of the ranker trained alone and of the top-1 method)."""
 
     candidates: int = option(100, "two-stage: candidates K2 the generator passes to the ranker",
@@ -64,6 +65,9 @@ class StageOptions:
                                    check=lambda v: isinstance(v, int) and 2 <= v <= 4096,
                                    requirement="in 2..4096")
     reward_baseline: bool = option(True, "two-stage: subtract a baseline from the rewards (variance reduction)")
+    exposure_clip: float = option(1e-4, "two-stage: smallest logging exposure rho_0 in the IPS relevance c / rho_0 "
+                                        "(large pools expose most documents rarely)",
+                                  check=lambda v: 0 < v < 1, requirement="in (0, 1)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,7 +103,8 @@ class _TwoStageBase(Learner):
 
     def __init__(self, ranker, list_size, loss=None, *, examination, candidates: int = 100,
                  policy_temperature: float = 1.0, pipeline_samples: int = 16, reward_baseline: bool = True,
-                 candidate_gradient: str = "credit-assigned", alternate: int = 1, logging_stages: dict | None = None):
+                 candidate_gradient: str = "credit-assigned", alternate: int = 1, exposure_clip: float = 1e-4,
+                 exposure_samples: int = 10_000, logging_stages: dict | None = None):
         super().__init__(ranker, list_size, loss)
         if candidate_gradient not in GRADIENTS:
             raise ValueError(f"candidate_gradient: unknown {candidate_gradient!r}; choose {', '.join(GRADIENTS)}")
@@ -145,10 +150,16 @@ class _TwoStageBase(Learner):
     def loss(self, features, batch):
         pipeline = self.ranker
         candidate_scores, ranker_scores = pipeline.stage_scores(features)
-        if "candidates" not in self.trains:
-            candidate_scores = jax.lax.stop_gradient(candidate_scores)
-        if "ranker" not in self.trains:
-            ranker_scores = jax.lax.stop_gradient(ranker_scores)
+        trained = [s for s in ("candidates", "ranker") if s in self.trains]
+        candidate_turn = ranker_turn = True
+        if self.alternate and len(trained) == 2:  # alternating updates: one stage learns at a time
+            ranker_turn = (self.step[...] // self.alternate) % 2 == 1
+            candidate_turn = ~ranker_turn
+        # the idle stage's scores carry no gradient (a select: a NaN there cannot leak into the other stage)
+        candidate_scores = jnp.where(candidate_turn & ("candidates" in self.trains), candidate_scores,
+                                     jax.lax.stop_gradient(candidate_scores))
+        ranker_scores = jnp.where(ranker_turn & ("ranker" in self.trains), ranker_scores,
+                                  jax.lax.stop_gradient(ranker_scores))
         candidate_logits = candidate_scores / self.temperature
         ranker_logits = ranker_scores / self.temperature
         key = jax.random.fold_in(jax.random.key(0), self.step[...])
@@ -162,13 +173,7 @@ class _TwoStageBase(Learner):
             cand_surrogate = credit_assigned_surrogate(
                 jax.random.fold_in(key, 1), candidate_logits, ranker_logits, relevance, theta, candidates=K2,
                 samples=self.samples, where=batch.mask, baseline=self.baseline)
-        trained = [s for s in ("candidates", "ranker") if s in self.trains]
-        weights = {s: 1.0 for s in trained}
-        if self.alternate and len(trained) == 2:  # alternating updates: one stage's gradient at a time
-            ranker_turn = (self.step[...] // self.alternate) % 2 == 1
-            weights = {"candidates": jnp.where(ranker_turn, 0.0, 1.0), "ranker": jnp.where(ranker_turn, 1.0, 0.0)}
-        objective = (weights.get("candidates", 0.0) * cand_surrogate
-                     + weights.get("ranker", 0.0) * rank_surrogate)
+        objective = cand_surrogate + rank_surrogate
         valid = jnp.any(batch.mask, axis=-1)
         return -jnp.sum(jnp.where(valid, objective, 0.0)) / jnp.maximum(jnp.sum(valid), 1)
 

@@ -45,15 +45,22 @@ class IPS(Learner):
 
 
 @dataclasses.dataclass(frozen=True)
-class ExposureOptions:
+class ExposureSampling:
+    """The Monte-Carlo sample size of the logging policy's exposure (:func:`ultr.exposure.logging_exposure`)."""
+
+    exposure_samples: int = option(10_000, "policy-aware-ips, doubly-robust, two-stage: Plackett-Luce rankings "
+                                           "sampled per query for the logging exposure (standard error at most "
+                                           "0.5 / sqrt(samples))",
+                                   check=lambda v: isinstance(v, int) and 100 <= v <= 10_000_000,
+                                   requirement="in 100..10000000")
+
+
+@dataclasses.dataclass(frozen=True)
+class ExposureOptions(ExposureSampling):
     """Options of the learners that weight by each document's expected examination under the logging policy."""
 
     clip: float = option(0.01, "IPS: smallest propensity (weights are at most 1 / clip)",
                          check=lambda v: 0 <= v < 1, requirement="in [0, 1)")
-    exposure_samples: int = option(10_000, "policy-aware-ips, doubly-robust: Plackett-Luce rankings sampled per "
-                                           "query for the exposure (standard error at most 0.5 / sqrt(samples))",
-                                   check=lambda v: isinstance(v, int) and 100 <= v <= 10_000_000,
-                                   requirement="in 100..10000000")
 
 
 @register_learner
@@ -70,11 +77,28 @@ class PolicyAwareIPS(IPS):
 
     name = "policy-aware-ips"
     needs = frozenset({Need.CLICKS, Need.PROPENSITIES, Need.LOGGING_PROPENSITIES, Need.CANDIDATES})
+    #: batches of whole query lists under ``aggregate``
+    lists_per_session_batch = 16
 
-    Options = ExposureOptions
+    @dataclasses.dataclass(frozen=True)
+    class Options(ExposureOptions):
+        aggregate: bool = option(False, "policy-aware-ips: train on each query's weighted clicks averaged over its "
+                                        "sessions (the same loss up to scale, as it is linear in them; far fewer "
+                                        "documents per step for large candidate pools)")
 
-    def __init__(self, ranker, list_size, loss=None, clip: float = 0.01, exposure_samples: int = 10_000):
+    def __init__(self, ranker, list_size, loss=None, clip: float = 0.01, exposure_samples: int = 10_000,
+                 aggregate: bool = False):
         super().__init__(ranker, list_size, loss, clip)
+        self.aggregate = aggregate
+
+    @classmethod
+    def aggregates(cls, options) -> bool:
+        return bool(getattr(options, "aggregate", False))
+
+    def loss(self, features, batch):
+        if self.aggregate:  # query lists labelled with the mean of c / max(rho, clip) over their sessions
+            return LOSSES[self.loss_kind](self.ranker(features), batch.labels, where=batch.mask)
+        return super().loss(features, batch)
 
 
 @register_learner
