@@ -39,6 +39,8 @@ def main():
     parser.add_argument("--work", type=Path, default=Path("/tmp/ultr-dr-sessions"))
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "results")
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--train-up-to", type=int, default=None,
+                        help="train only at session counts up to this; larger ones come from policy_aware.json")
     args = parser.parse_args()
     settings = {"epochs": args.epochs, "min_steps": args.min_steps}
     if args.report_only:
@@ -53,6 +55,8 @@ def main():
     for sessions in sorted(args.sessions):
         for seed in args.seeds:
             logs = args.work / f"seed{seed}-{sessions}"
+            if args.train_up_to is not None and sessions > args.train_up_to:
+                continue
             for learner in args.learners:
                 if any(r["seed"] == seed and r["sessions"] == sessions and r["learner"] == learner for r in runs):
                     continue
@@ -110,7 +114,8 @@ def write_report(runs, settings, out: Path):
         "policy_aware.md are that page's (the same logs and training).",
         "",
         f"Regenerate: `python experiments/dr_sessions.py --seeds {' '.join(map(str, seeds))} --sessions "
-        f"{' '.join(map(str, sessions))}` (`--report-only` redraws the table and plot from the JSON beside it).",
+        f"{' '.join(map(str, sessions))} --min-steps {settings['min_steps']}` (`--report-only` redraws the table and "
+        "plot from the JSON beside it). Each cell gives the number of seeds behind it when fewer than all.",
         "",
         "| sessions | " + " | ".join(LEARNERS) + " |",
         "| --- | " + " | ".join("---" for _ in LEARNERS) + " |",
@@ -127,7 +132,8 @@ def write_report(runs, settings, out: Path):
         cells = []
         for learner in LEARNERS:
             values = np.array([r["ndcg@10"] for r in runs if r["learner"] == learner and r["sessions"] == n])
-            cells.append(f"{values.mean():.4f} ± {values.std(ddof=1) if len(values) > 1 else 0:.4f}"
+            count = "" if len(values) == len(seeds) else f" ({len(values)} seeds)"
+            cells.append(f"{values.mean():.4f} ± {values.std(ddof=1) if len(values) > 1 else 0:.4f}{count}"
                          if len(values) else "")
         lines.append(f"| {n:,} | " + " | ".join(cells) + " |")
     ax.set_xscale("log")

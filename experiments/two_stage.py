@@ -40,7 +40,7 @@ SETUPS = {
 RUNS = [
     ("logging policy", "logging-policy", {}),
     ("naive", "naive", {}),
-    ("single-stage policy-aware IPS", "policy-aware-ips", {"aggregate": True, "clip": 1e-4}),  # as the two-stage
+    ("single-stage policy-aware IPS", "policy-aware-ips", {"aggregate": True}),
     ("top-1 candidate generator", "two-stage-top1", {}),
     ("candidate generator alone", "two-stage-candidates", {}),
     ("ranker alone", "two-stage-ranker", {}),
@@ -62,6 +62,8 @@ def main():
     parser.add_argument("--epochs", type=int, default=4, help="passes of the session learners")
     parser.add_argument("--lists", type=int, default=8, help="query lists per step of the list learners")
     parser.add_argument("--pipeline-samples", type=int, default=8, help="pipelines sampled per list and step")
+    parser.add_argument("--clip", type=float, default=0.01,
+                        help="smallest logging exposure in the IPS relevance (policy-aware IPS and two-stage)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/ultr-two-stage"))
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "results")
     parser.add_argument("--report-only", action="store_true")
@@ -74,7 +76,7 @@ def main():
     work_file = args.work / "runs.json"
     saved = json.loads(work_file.read_text()) if work_file.exists() else {}
     settings = {"steps": args.steps, "epochs": args.epochs, "sessions": args.sessions, "lists": args.lists,
-                "pipeline_samples": args.pipeline_samples}
+                "pipeline_samples": args.pipeline_samples, "clip": args.clip}
     results = saved.get("results", {}) if saved.get("settings") == settings else {}
     for setup_name in args.setups:
         setup = SETUPS[setup_name]
@@ -99,11 +101,15 @@ def main():
                 started = time.perf_counter()
                 if learner in TWO_STAGE:
                     options = {"candidates": setup["candidates"], "pipeline_samples": args.pipeline_samples,
-                               **options}
+                               "exposure_clip": args.clip, **options}
+                elif learner == "policy-aware-ips":
+                    options = {**options, "clip": args.clip}
                 lists = learner in NEEDS_PROPENSITIES  # trained on per-query IPS relevance over whole pools
                 config = TrainConfig(learner=learner, seed=seed, epochs=args.epochs, patience=10**6,
                                      max_steps=args.steps if lists else None,
-                                     batch_size=args.lists * 16 if lists else 256,  # 16 sessions per list
+                                     # list learners: batch_size / 16 lists per step (the skyline: / 8)
+                                     batch_size=args.lists * (16 if lists else 8) if lists or learner == "skyline"
+                                     else 256,
                                      propensities="oracle" if learner in NEEDS_PROPENSITIES else None,
                                      learner_options=options)
                 result = train(logs, dataset, config, progress=False)
@@ -145,7 +151,7 @@ def write_report(results, settings, out: Path):
         "",
         f"Regenerate: `python experiments/two_stage.py --setups synthetic mq2008 --seeds 0 1 2 --steps "
         f"{settings['steps']} --epochs {settings['epochs']} --lists {settings['lists']} --pipeline-samples "
-        f"{settings['pipeline_samples']}` (`--report-only` rewrites this page from the JSON "
+        f"{settings['pipeline_samples']} --clip {settings['clip']}` (`--report-only` rewrites this page from the JSON "
         "beside it). The learners: [docs/learners.md](../learners.md#two-stage-counterfactual-learning-to-rank).",
         "",
     ]
@@ -160,8 +166,9 @@ def write_report(results, settings, out: Path):
                   f"{settings['sessions'] or setup['sessions']:,} sessions per seed, seeds {seeds}. The learners "
                   f"on per-query IPS relevance (two-stage, single-stage policy-aware IPS) train "
                   f"{settings['steps']} steps of {settings['lists']} query lists ({settings['pipeline_samples']} "
-                  f"sampled pipelines per list), Naive {settings['epochs']} passes over the sessions; every "
-                  "learner keeps the state with the best validation nDCG@10.",
+                  f"sampled pipelines per list), with the logging exposure clipped at {settings['clip']}; Naive "
+                  f"{settings['epochs']} passes over the sessions; the skyline at least 4,000 steps of "
+                  f"{settings['lists']} lists; every learner keeps the state with the best validation nDCG@10.",
                   "",
                   "| learner | nDCG@10 | nDCG@5 | per seed (nDCG@10) |",
                   "| --- | --- | --- | --- |"]

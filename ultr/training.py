@@ -438,17 +438,7 @@ def _click_source(learner_cls, logs, store, config, list_size, propensities):
 
         return batches, None, config.max_steps
     if Need.LABELS in learner_cls.needs:
-        train_lists = store.labelled_lists()
-        list_batch = max(1, config.batch_size // getattr(learner_cls, "lists_per_session_batch", 1))
-        steps_per_epoch = math.ceil(len(train_lists.rows) / list_batch)
-        max_steps = config.max_steps
-        if max_steps is None:
-            max_steps = max(steps_per_epoch * config.epochs, getattr(learner_cls, "min_steps", 0))
-
-        def batches(epoch):
-            return label_batches(train_lists, list_batch, config.seed, epoch)
-
-        return batches, steps_per_epoch, max_steps
+        return _list_source(learner_cls, store.labelled_lists(), config)
     raise ValueError(f"the {learner_cls.name} learner needs neither clicks nor labels: nothing to train on")
 
 
@@ -472,7 +462,12 @@ def _aggregated_click_source(learner_cls, logs, store, config, list_size, propen
     lists = store.labelled_lists()
     labels = np.where(lists.mask, np.append(relevance, 0.0)[lists.rows], 0.0).astype(np.float32)
     logged = sessions > 0  # queries without a session carry no information
-    train_lists = LabelBatch(lists.rows[logged], labels[logged], lists.mask[logged])
+    return _list_source(learner_cls, LabelBatch(lists.rows[logged], labels[logged], lists.mask[logged]), config)
+
+
+def _list_source(learner_cls, train_lists: LabelBatch, config):
+    """``epoch -> batches`` of labelled query lists (``batch_size / lists_per_session_batch`` per step), the
+    steps of a pass and the step budget (at least the learner's ``min_steps``)."""
     list_batch = max(1, config.batch_size // getattr(learner_cls, "lists_per_session_batch", 1))
     steps_per_epoch = math.ceil(len(train_lists.rows) / list_batch)
     max_steps = config.max_steps
