@@ -88,8 +88,9 @@ def write_report(runs, settings, out: Path, seeds=None):
     lines = [
         "# Policy-aware IPS and doubly robust learning under stochastic top-k logging",
         "",
-        f"`{DATASET}`; a Plackett-Luce logging policy (temperature {settings['temperature']}) over the scores of "
-        f"a production ranker trained on 1% of the training queries samples a ranking of each query's 20 "
+        f"`{DATASET}`; a Plackett-Luce logging policy (temperature {settings['temperature']} times the standard "
+        f"deviation of the production ranker's scores, so that every seed's policy is equally random) over the "
+        f"scores of a production ranker trained on 1% of the training queries samples a ranking of each query's 20 "
         f"candidates per session and shows the top {settings['top_k']}; PBM clicks with eta = 1; "
         f"{settings['sessions']:,} sessions per seed, seeds {seeds}. Every learner trains the default MLP "
         f"(64-32, Adagrad 0.05) for {settings['epochs']} passes, keeping the ranker with the best validation "
