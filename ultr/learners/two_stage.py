@@ -65,8 +65,9 @@ class StageOptions(ExposureSampling):
                                    check=lambda v: isinstance(v, int) and 2 <= v <= 4096,
                                    requirement="in 2..4096")
     reward_baseline: bool = option(True, "two-stage: subtract a baseline from the rewards (variance reduction)")
-    exposure_clip: float = option(1e-4, "two-stage: smallest logging exposure rho_0 in the IPS relevance c / rho_0 "
-                                        "(large pools expose most documents rarely)",
+    exposure_clip: float = option(0.01, "two-stage: smallest logging exposure rho_0 in the IPS relevance c / rho_0 "
+                                        "(bounds the weights at 1 / clip: less variance, some bias for rarely "
+                                        "exposed documents)",
                                   check=lambda v: 0 < v < 1, requirement="in (0, 1)")
 
 
@@ -103,7 +104,7 @@ class _TwoStageBase(Learner):
 
     def __init__(self, ranker, list_size, loss=None, *, examination, candidates: int = 100,
                  policy_temperature: float = 1.0, pipeline_samples: int = 16, reward_baseline: bool = True,
-                 candidate_gradient: str = "credit-assigned", alternate: int = 1, exposure_clip: float = 1e-4,
+                 candidate_gradient: str = "credit-assigned", alternate: int = 1, exposure_clip: float = 0.01,
                  exposure_samples: int = 10_000, logging_stages: dict | None = None):
         super().__init__(ranker, list_size, loss)
         if candidate_gradient not in GRADIENTS:
