@@ -20,9 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from click_models.logs import atomic_path, atomic_write_json, atomic_write_text
-from policy_aware import DATASET, production_score_spread
+from policy_aware import DATASET, simulate_log
 from simulators.datasets import load_dataset
-from simulators.simulation import SimulationConfig, Simulator
 from ultr.training import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,10 +60,7 @@ def main():
                 if any(r["seed"] == seed and r["sessions"] == sessions and r["learner"] == learner for r in runs):
                     continue
                 if not (logs / "simulation.json").exists():  # the first N sessions of the seed's log
-                    temperature = production_score_spread(dataset, 5, seed)
-                    config = SimulationConfig(click_model="pbm", eta=1.0, list_size=5, policies=("plackett-luce",),
-                                              temperature=temperature)
-                    Simulator(dataset, config, seed=seed).run(logs, sessions, progress=False)
+                    simulate_log(dataset, logs, sessions, seed)
                 steps = max(args.epochs * math.ceil(sessions / 256), args.min_steps)
                 started = time.perf_counter()
                 result = train(logs, dataset, TrainConfig(learner=learner, seed=seed, max_steps=steps,

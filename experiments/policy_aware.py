@@ -39,6 +39,15 @@ def production_score_spread(dataset, top_k: int, seed: int) -> float:
     return float(np.std(scores[np.isfinite(scores)]))  # padding is -inf
 
 
+def simulate_log(dataset, logs: Path, sessions: int, seed: int, top_k: int = 5, temperature: float = 1.0) -> None:
+    """The seed's stochastic top-k log (temperature in units of the production ranker's score spread); a log
+    of N sessions is the first N sessions of any longer one."""
+    temperature *= production_score_spread(dataset, top_k, seed)
+    config = SimulationConfig(click_model="pbm", eta=1.0, list_size=top_k, policies=("plackett-luce",),
+                              temperature=temperature)
+    Simulator(dataset, config, seed=seed).run(logs, sessions, progress=False)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -65,10 +74,7 @@ def main():
         logs = args.work / f"seed{seed}"
         todo = [learner for learner in args.learners if all(r["seed"] != seed for r in runs.get(learner, []))]
         if todo and not (logs / "simulation.json").exists():
-            temperature = args.temperature * production_score_spread(dataset, args.top_k, seed)
-            config = SimulationConfig(click_model="pbm", eta=1.0, list_size=args.top_k, policies=("plackett-luce",),
-                                      temperature=temperature)
-            Simulator(dataset, config, seed=seed).run(logs, args.sessions, progress=False)
+            simulate_log(dataset, logs, args.sessions, seed, args.top_k, args.temperature)
         for learner in todo:
             started = time.perf_counter()
             config = TrainConfig(learner=learner, seed=seed, epochs=args.epochs, patience=10**6,

@@ -107,6 +107,11 @@ class LogMetadata:
                                 f"the dataset as given (content or document order differs: fingerprint "
                                 f"{actual[:12]}, the log's {expected[:12]})")
 
+    def candidate_temperature(self) -> float:
+        """The Plackett-Luce temperature of a two-stage log's candidate draw (``candidate_temperature``, which
+        defaults to ``temperature``, as the simulator draws)."""
+        return float(self.config.get("candidate_temperature") or self.config.get("temperature") or 1.0)
+
     def linear_policy(self) -> dict | None:
         """``{weights, mean, scale}`` of the first linear logging policy, or None."""
         for model in self.policy_models:

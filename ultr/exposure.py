@@ -129,7 +129,7 @@ def logging_exposure(metadata, data, examination, *, samples: int = 10_000, seed
         raise ValueError(f"policy-aware propensities: the examination covers {len(examination)} ranks; the log "
                          f"shows {K}")
     two_stage = config.get("candidates")
-    candidate_temperature = float(config.get("candidate_temperature") or config.get("temperature") or 1.0)
+    candidate_temperature = metadata.candidate_temperature()
     padded = data.padded(with_features=False)
     mask = padded.mask
     Q, L = mask.shape

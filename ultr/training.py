@@ -240,9 +240,8 @@ def _logging_stages(metadata: LogMetadata | None, store: FeatureStore) -> dict:
                          f"{Need.LOGGING_POLICY.supplied_by} (its weights are in simulation.json)")
     # score = ((x - mean_p) / scale_p) @ w with x = x_std * scale + mean: linear in x_std (the offset does not rank)
     weights = np.asarray(model["weights"], np.float64) * store.scale / np.asarray(model["scale"], np.float64)
-    config = metadata.config
     temperature = float(model.get("temperature") or 0.0)
-    candidate_temperature = float(config.get("candidate_temperature") or config.get("temperature") or 1.0)
+    candidate_temperature = metadata.candidate_temperature()
     if temperature <= 0:
         temperature = 1e-3  # a deterministic ranker: a very cold Plackett-Luce policy
     return {"candidates": weights / candidate_temperature, "ranker": weights / temperature}

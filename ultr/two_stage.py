@@ -126,9 +126,8 @@ def sample_two_stage(key, candidate_logits, ranker_logits, *, candidates: int, t
     ranker_perturbed = jnp.where(ranker_valid, ranker_logits + jax.random.gumbel(key_r, member.shape), -jnp.inf)
     values, ranking = jax.lax.top_k(ranker_perturbed, min(top_k, n))
     # the ranker's Gumbels for every pool document (candidates or not), for credit assignment
-    ranker_all = jnp.where(valid, ranker_perturbed, -jnp.inf)
     ranker_all = jnp.where(valid & ~member, ranker_logits + jax.random.gumbel(jax.random.fold_in(key_r, 1),
-                                                                               member.shape), ranker_all)
+                                                                               member.shape), ranker_perturbed)
     return {"candidates": cand, "candidates_valid": cand_valid, "member": member,
             "ranking": ranking.astype(jnp.int32), "ranking_valid": jnp.isfinite(values),
             "candidate_perturbed": cand_perturbed, "ranker_perturbed": ranker_all}
@@ -327,8 +326,7 @@ def deterministic_pipeline_scores(candidate_scores, ranker_scores, *, candidates
     c = jnp.where(valid, candidate_scores, -jnp.inf)
     k = min(candidates, n)
     _, cand = jax.lax.top_k(c, k)
-    member = jnp.any((cand[..., :, None] == jnp.arange(n)) & jnp.isfinite(jnp.take_along_axis(c, cand, -1))[..., :, None],
-                     axis=-2)
+    member = _scatter_add(cand, jnp.isfinite(jnp.take_along_axis(c, cand, -1)).astype(jnp.float32), n) > 0
     r = jnp.where(member, ranker_scores, -jnp.inf)
     rank_in_candidates = jnp.argsort(jnp.argsort(-r, axis=-1, stable=True), axis=-1, stable=True)
     rank_outside = jnp.argsort(jnp.argsort(-jnp.where(member, -jnp.inf, c), axis=-1, stable=True), axis=-1,

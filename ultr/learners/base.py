@@ -79,6 +79,9 @@ class Learner(nnx.Module, abc.ABC):
     #: why only those losses, for the error message
     loss_requirement: ClassVar[str] = ""
     has_bias_model: ClassVar[bool] = False
+    #: trains on per-query IPS relevance (the clicks weighted by ``1 / rho`` and averaged over each query's
+    #: sessions) instead of session batches; a learner may also offer it as its ``aggregate`` option
+    aggregates_clicks: ClassVar[bool] = False
     trainable: ClassVar[bool] = True
     #: what its propensities() returns, for reports: "propensities" (examination), or another name
     estimates: ClassVar[str | None] = None
@@ -157,9 +160,8 @@ class Learner(nnx.Module, abc.ABC):
 
     @classmethod
     def aggregates(cls, options) -> bool:
-        """Whether the learner trains on per-query IPS relevance (the clicks weighted by ``1 / rho`` and
-        averaged over each query's sessions) instead of session batches."""
-        return bool(getattr(cls, "aggregates_clicks", False))
+        """Whether the learner, with these options, trains on per-query IPS relevance (``aggregates_clicks``)."""
+        return cls.aggregates_clicks or bool(getattr(options, "aggregate", False))
 
     def begin_pass(self, epoch: int) -> None:
         """Called before each pass over the training batches (outside ``jit``)."""

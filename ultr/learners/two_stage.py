@@ -92,7 +92,6 @@ class _TwoStageBase(Learner):
 
     needs = frozenset({Need.CLICKS, Need.PROPENSITIES, Need.LOGGING_PROPENSITIES, Need.CANDIDATES})
     losses = ()
-    #: trains on per-query IPS relevance estimates (the clicks aggregated over the sessions of each query)
     aggregates_clicks = True
     lists_per_session_batch = 16
     min_steps = 2_000
@@ -109,14 +108,12 @@ class _TwoStageBase(Learner):
         super().__init__(ranker, list_size, loss)
         if candidate_gradient not in GRADIENTS:
             raise ValueError(f"candidate_gradient: unknown {candidate_gradient!r}; choose {', '.join(GRADIENTS)}")
-        temperature, samples, gradient, baseline = (policy_temperature, pipeline_samples, candidate_gradient,
-                                                    reward_baseline)
         theta = np.asarray(examination, np.float64)[:list_size]
         if self.objective == "top-1":
             theta = np.eye(len(theta))[0]
         self.examination = Statistic(jnp.asarray(theta, jnp.float32))
-        self.temperature, self.samples, self.gradient = temperature, samples, gradient
-        self.baseline, self.alternate = baseline, alternate
+        self.temperature, self.samples, self.gradient = policy_temperature, pipeline_samples, candidate_gradient
+        self.baseline, self.alternate = reward_baseline, alternate
         self.step = Statistic(jnp.zeros((), jnp.int32))
         generator = nnx.clone(ranker)
         stages = {"candidates": generator, "ranker": ranker}
@@ -125,7 +122,7 @@ class _TwoStageBase(Learner):
                 if logging_stages is None:
                     raise ValueError(f"{self.name} keeps the logging pipeline's {stage} stage: it needs "
                                      f"{Need.LOGGING_POLICY.what} ({Need.LOGGING_POLICY.supplied_by})")
-                stages[stage] = LoggingStage(logging_stages[stage] * temperature)  # its own logits at T
+                stages[stage] = LoggingStage(logging_stages[stage] * policy_temperature)  # its own logits at T
         self.ranker = TwoStagePipeline(stages["candidates"], stages["ranker"], candidates)
 
     @classmethod

@@ -91,10 +91,6 @@ class PolicyAwareIPS(IPS):
         super().__init__(ranker, list_size, loss, clip)
         self.aggregate = aggregate
 
-    @classmethod
-    def aggregates(cls, options) -> bool:
-        return bool(getattr(options, "aggregate", False))
-
     def loss(self, features, batch):
         if self.aggregate:  # query lists labelled with the mean of c / max(rho, clip) over their sessions
             return LOSSES[self.loss_kind](self.ranker(features), batch.labels, where=batch.mask)
