@@ -31,7 +31,8 @@ LOSSES = {
     "pairwise": lambda s, c, w, p, r: U.pairwise_loss(s, c.astype(jnp.float32), where=w, reduce_fn=r),
     "lambdarank": lambda s, c, w, p, r: U.lambdarank_loss(s, c.astype(jnp.float32), where=w, reduce_fn=r),
     "mse": lambda s, c, w, p, r: U.mse_loss(s, c.astype(jnp.float32), where=w, reduce_fn=r),
-    "doubly-robust": lambda s, c, w, p, r: U.mse_loss(
+    "bounded-softmax": lambda s, c, w, p, r: U.bounded_softmax_loss(s, c.astype(jnp.float32), where=w, reduce_fn=r),
+    "doubly-robust": lambda s, c, w, p, r: U.bounded_softmax_loss(
         s, U.doubly_robust_labels(c, jnp.broadcast_to(p["examination"], s.shape),
                                   jnp.broadcast_to(p["propensities"], s.shape), jnp.broadcast_to(p["alpha"], s.shape),
                                   where=w),

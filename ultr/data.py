@@ -37,7 +37,8 @@ class ClickBatch(NamedTuple):
 
 
 class LabelBatch(NamedTuple):
-    """Labelled query lists: ``rows [B, L]``, ``labels [B, L]`` float32, ``mask [B, L]``."""
+    """Labelled query lists: ``rows [B, L]``, ``labels [B, L]`` float32 (or ``[B, L, S]``: several
+    statistics per document), ``mask [B, L]``."""
 
     rows: np.ndarray
     labels: np.ndarray
@@ -190,7 +191,7 @@ def label_batches(lists: LabelBatch, batch_size: int, seed: int = 0, epoch: int 
         rows, labels, mask = lists.rows[take], lists.labels[take], lists.mask[take]
         if pad:
             rows = np.concatenate([rows, np.full((pad, rows.shape[1]), rows.max(), np.int32)])
-            labels = np.concatenate([labels, np.zeros((pad, labels.shape[1]), np.float32)])
+            labels = np.concatenate([labels, np.zeros((pad,) + labels.shape[1:], np.float32)])
             mask = np.concatenate([mask, np.zeros((pad, mask.shape[1]), bool)])
         yield LabelBatch(rows, labels, mask)
 

@@ -100,6 +100,32 @@ def mse_loss(scores, labels, *, where=None, weights=None, reduce_fn: ReduceFn = 
     return rax.utils.safe_reduce(per_item, where=where, reduce_fn=reduce_fn)
 
 
+@LOSSES.register("bounded-softmax")
+def bounded_softmax_loss(scores, labels, *, where=None, weights=None, reduce_fn: ReduceFn = jnp.mean,
+                         epsilon: float = 0.2):
+    """Softmax cross-entropy with a floor, ``-sum_i y_i log(softmax(s)_i + epsilon / n)`` per list of ``n``
+    valid items: the loss of the doubly robust learner.
+
+    Like the softmax cross-entropy it is linear in the labels, so unbiased labels give an unbiased estimate
+    of the loss on true relevance; unlike it, it is bounded below for negative labels (doubly robust
+    estimates of shown, unclicked documents), whose term is at least ``|y| log(epsilon / n)``: the
+    softmax cross-entropy would push their scores to minus infinity. ``epsilon`` is the floor relative to
+    the uniform probability ``1 / n``.
+
+    >>> round(float(bounded_softmax_loss(jnp.array([0.0, 0.0]), jnp.array([1.0, 0.0]), epsilon=0.0)), 4)  # log 2
+    0.6931
+    >>> bool(bounded_softmax_loss(jnp.array([0.0, -1e9]), jnp.array([0.0, -1.0])) > -jnp.inf)  # bounded
+    True
+    """
+    labels = labels if weights is None else labels * weights
+    where = _mask(scores, where)
+    valid = jnp.maximum(jnp.sum(where, axis=-1, keepdims=True), 1)
+    probability = jnp.where(where, jax.nn.softmax(jnp.where(where, scores, -jnp.inf), axis=-1), 0.0)
+    log_probability = jnp.log(jnp.where(where, probability + epsilon / valid, 1.0))
+    per_list = -jnp.sum(jnp.where(where, labels * log_probability, 0.0), axis=-1)
+    return _reduce_lists(per_list, where, reduce_fn)
+
+
 @LOSSES.register("pairwise")
 def pairwise_loss(scores, labels, *, where=None, weights=None, reduce_fn: ReduceFn = jnp.mean):
     """Pairwise logistic loss ``sum_{y_i > y_j} log(1 + exp(s_j - s_i))`` (RankNet, Burges et al., ICML 2005).

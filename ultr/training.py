@@ -443,23 +443,41 @@ def _click_source(learner_cls, logs, store, config, list_size, propensities):
 
 def _aggregated_click_source(learner_cls, logs, store, config, list_size, propensities):
     """Batches of query lists labelled with each document's IPS relevance, the mean over the query's
-    sessions of ``c(d) / rho_0(d)`` (``rho_0``: its expected examination under the logging policy)."""
+    sessions of ``c(d) / rho_0(d)`` (``rho_0``: its expected examination under the logging policy).
+
+    A learner with ``aggregate_statistics`` (doubly robust) gets labels ``[B, L, 2 + 2K]`` instead: per
+    document and averaged over the query's sessions, ``c / rho_0``, ``theta / rho_0`` (``theta``: the
+    examination at the rank shown, 0 when not shown), then its clicks and its impressions at each rank
+    ``1..K``: the sufficient statistics of its labels and of its regression model's click likelihood."""
     per_document = np.append(_logging_propensities(learner_cls, logs, store, config, propensities), 1.0)
     data = store.data
-    sums = np.zeros(data.num_documents + 1)
+    with_statistics = getattr(learner_cls, "aggregate_statistics", False)
+    K = list_size
+    sums = np.zeros((2 + 2 * K if with_statistics else 1, data.num_documents + 1))
     sessions = np.zeros(data.num_queries, np.int64)
     query_of_row = np.append(np.repeat(np.arange(data.num_queries), data.list_sizes), -1)
     options = learner_cls.make_options(config.learner_options)
     clip = getattr(options, "clip", None) or getattr(options, "exposure_clip", 1e-6)
+    examination = np.asarray(propensities.examination, np.float64) if with_statistics else None
     for batch in click_batches(logs, store, 4096, seed=config.seed, epoch=0, chunk_size=config.chunk_size,
-                               propensities=None, list_size=list_size):
-        clicked = batch.rows[batch.mask & batch.clicks]
-        sums += np.bincount(clicked, 1.0 / np.maximum(per_document[clicked], clip), minlength=len(sums))
+                               propensities=examination, list_size=list_size):
+        shown = batch.rows[batch.mask]
+        clicks = batch.clicks[batch.mask].astype(np.float64)
+        inverse = 1.0 / np.maximum(per_document[shown], clip)
+        sums[0] += np.bincount(shown, clicks * inverse, minlength=sums.shape[1])
+        if with_statistics:
+            rank = np.nonzero(batch.mask)[1]
+            sums[1] += np.bincount(shown, batch.propensity[batch.mask] * inverse, minlength=sums.shape[1])
+            per_rank = shown * K + rank
+            sums[2:2 + K] += np.bincount(per_rank, clicks, minlength=sums.shape[1] * K).reshape(-1, K).T
+            sums[2 + K:] += np.bincount(per_rank, minlength=sums.shape[1] * K).reshape(-1, K).T
         first = query_of_row[batch.rows[np.arange(len(batch.rows)), np.argmax(batch.mask, axis=1)]]
         sessions += np.bincount(first[first >= 0], minlength=data.num_queries)
-    relevance = sums[:-1] / np.maximum(sessions[query_of_row[:-1]], 1)
+    means = sums[:, :-1] / np.maximum(sessions[query_of_row[:-1]], 1)
     lists = store.labelled_lists()
-    labels = np.where(lists.mask, np.append(relevance, 0.0)[lists.rows], 0.0).astype(np.float32)
+    padded = np.concatenate([means, np.zeros((len(means), 1))], axis=1)[:, lists.rows]  # [S, B, L]
+    labels = np.where(lists.mask, padded, 0.0).astype(np.float32)
+    labels = np.moveaxis(labels, 0, -1) if with_statistics else labels[0]
     logged = sessions > 0  # queries without a session carry no information
     return _list_source(learner_cls, LabelBatch(lists.rows[logged], labels[logged], lists.mask[logged]), config)
 

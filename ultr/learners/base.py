@@ -82,6 +82,9 @@ class Learner(nnx.Module, abc.ABC):
     #: trains on per-query IPS relevance (the clicks weighted by ``1 / rho`` and averaged over each query's
     #: sessions) instead of session batches; a learner may also offer it as its ``aggregate`` option
     aggregates_clicks: ClassVar[bool] = False
+    #: when aggregating, labels are ``[B, L, 2 + 2K]``: the per-query means of ``c / rho``, ``theta / rho``,
+    #: the clicks and the impressions at each rank (doubly robust) instead of ``c / rho`` alone
+    aggregate_statistics: ClassVar[bool] = False
     trainable: ClassVar[bool] = True
     #: what its propensities() returns, for reports: "propensities" (examination), or another name
     estimates: ClassVar[str | None] = None

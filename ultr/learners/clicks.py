@@ -19,7 +19,7 @@ class Naive(Learner):
     """Clicks taken as relevance labels (the biased baseline)."""
 
     name = "naive"
-    losses = ("softmax", "sigmoid", "pairwise", "lambdarank", "mse")
+    losses = ("softmax", "sigmoid", "pairwise", "lambdarank", "mse", "bounded-softmax")
 
     def loss(self, features, batch):
         return LOSSES[self.loss_kind](self.ranker(features), batch.clicks.astype(jnp.float32), where=batch.mask)
@@ -34,7 +34,7 @@ class Skyline(Learner):
 
     name = "skyline"
     needs = frozenset({Need.LABELS})
-    losses = ("softmax", "sigmoid", "pairwise", "lambdarank", "mse")
+    losses = ("softmax", "sigmoid", "pairwise", "lambdarank", "mse", "bounded-softmax")
 
     @dataclasses.dataclass(frozen=True)
     class Options:

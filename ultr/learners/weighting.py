@@ -120,33 +120,73 @@ class PolicyObliviousIPS(IPS):
 class DoublyRobust(Learner):
     """Doubly robust estimation for position bias (Oosterhuis, TOIS 2023).
 
-    A regression model ``r̂ = sigmoid(g(x))`` (the ranker's architecture, trained on the shown documents'
-    clicks with ``P(click) = θ_k r̂``) gives every candidate of the session's query the label
-    ``r̂ + (c - θ r̂) / ρ`` (:func:`ultr.losses.doubly_robust_labels`; ``θ`` the examination at the shown
-    rank, 0 when not shown, ``ρ`` the expected examination under the logging policy, as in policy-aware
-    IPS), and the ranker regresses on those labels over the candidates with the squared error
-    (:func:`ultr.losses.mse_loss`). The labels are unbiased for any ``r̂``, and a good ``r̂`` lowers their
-    variance. They are negative for shown, unclicked documents when ``θ > ρ``, which leaves the softmax and
-    sigmoid cross-entropies unbounded below, so the loss is fixed.
+    A regression model ``r̂ = sigmoid(g(x))`` (the ranker's architecture, trained apart on the shown
+    documents' clicks, ``E[c] = θ_k r̂``) gives every candidate of a query the label
+    ``y(d) = r̂(d) + (c(d) - θ(d) r̂(d)) / ρ(d)`` averaged over the query's sessions
+    (:func:`ultr.losses.doubly_robust_labels`; ``θ`` the examination at the shown rank, 0 when not shown,
+    ``ρ`` the expected examination under the logging policy, as in policy-aware IPS). The labels are
+    unbiased for any ``r̂``; a good ``r̂`` lowers their variance, and it labels the candidates that no
+    session showed, which IPS counts as irrelevant.
+
+    The ranker minimises the bounded softmax cross-entropy of those labels (:func:`ultr.losses.bounded_softmax_loss`):
+    linear in them, as IPS's softmax loss is, and bounded below for their negative values (shown, unclicked
+    documents with ``θ > ρ``), where the plain softmax cross-entropy is not. Each step takes a batch of
+    sessions, the regression model fitted by the click cross-entropy of the shown documents
+    (:func:`ultr.losses.known_examination_loss`). With ``--aggregate true`` a step takes whole queries
+    instead, with labels from the sufficient statistics of all their sessions (the means of ``c / ρ`` and
+    ``θ / ρ``, and the clicks and impressions at each rank): the same labels on average, and one step sees
+    every session of its queries.
     """
 
     name = "doubly-robust"
     needs = frozenset({Need.CLICKS, Need.PROPENSITIES, Need.LOGGING_PROPENSITIES, Need.CANDIDATES})
-    losses = ("mse",)
+    losses = ("bounded-softmax", "mse")
+    aggregate_statistics = True
+    lists_per_session_batch = 16
 
-    Options = ExposureOptions
+    @dataclasses.dataclass(frozen=True)
+    class Options(ExposureOptions):
+        aggregate: bool = option(False, "doubly-robust: train on each query's sessions aggregated (its labels' "
+                                        "sufficient statistics) instead of session batches: one step sees more "
+                                        "sessions, for large logs and candidate pools")
 
-    def __init__(self, ranker, list_size, loss=None, clip: float = 0.01, exposure_samples: int = 10_000):
+    def __init__(self, ranker, list_size, loss=None, clip: float = 0.01, exposure_samples: int = 10_000,
+                 aggregate: bool = False, examination=None):
         super().__init__(ranker, list_size, loss)
         self.clip = clip
+        self.aggregate = aggregate
         self.regression = nnx.clone(ranker)  # the same architecture and initialisation, trained apart
+        if aggregate:
+            if examination is None or len(examination) < list_size:
+                raise ValueError(f"doubly-robust: --aggregate needs an examination probability for each of the "
+                                 f"{list_size} ranks")
+            self.examination = Statistic(jnp.asarray(np.asarray(examination, np.float64)[:list_size], jnp.float32))
+
+    @classmethod
+    def build(cls, ranker, list_size, *, loss=None, options=None, propensities=None, num_features=None):
+        options = options if options is not None else cls.Options()
+        examination = None if propensities is None else propensities.examination
+        return cls(ranker, list_size, loss, **dataclasses.asdict(options), examination=examination)
 
     def loss(self, features, batch):
         regression_scores = self.regression(features)
-        regression_loss = known_examination_loss(regression_scores, batch.clicks, batch.examination,
-                                                 where=batch.mask)
-        labels = doubly_robust_labels(batch.clicks, batch.examination, batch.propensity,
-                                      jax.nn.sigmoid(regression_scores), where=batch.mask, clip=self.clip)
+        relevance = jax.nn.sigmoid(regression_scores)
+        if self.aggregate:
+            K = self.list_size
+            weighted_clicks, exposure_ratio = batch.labels[..., 0], batch.labels[..., 1]
+            clicks, impressions = batch.labels[..., 2:2 + K], batch.labels[..., 2 + K:]
+            # the click cross-entropy of every impression under P(click at k) = θ_k r̂, summed by rank
+            log_click = jnp.log(self.examination[...]) + jax.nn.log_sigmoid(regression_scores)[..., None]
+            log_no_click = jnp.log(-jnp.expm1(jnp.minimum(log_click, -1e-7)))
+            where = batch.mask[..., None]
+            entropy = jnp.where(where, -(clicks * log_click + (impressions - clicks) * log_no_click), 0.0)
+            regression_loss = jnp.sum(entropy) / jnp.maximum(jnp.sum(jnp.where(where, impressions, 0.0)), 1e-6)
+            labels = jax.lax.stop_gradient(jnp.where(batch.mask, weighted_clicks + relevance * (1 - exposure_ratio), 0.0))
+        else:
+            regression_loss = known_examination_loss(regression_scores, batch.clicks, batch.examination,
+                                                     where=batch.mask)
+            labels = doubly_robust_labels(batch.clicks, batch.examination, batch.propensity, relevance,
+                                          where=batch.mask, clip=self.clip)
         return LOSSES[self.loss_kind](self.ranker(features), labels, where=batch.mask) + regression_loss
 
 
