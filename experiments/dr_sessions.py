@@ -35,15 +35,21 @@ def main():
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--min-steps", type=int, default=1_500)
     parser.add_argument("--learners", nargs="+", choices=LEARNERS, default=LEARNERS)
-    parser.add_argument("--work", type=Path, default=Path("/tmp/ultr-dr-sessions"))
+    parser.add_argument("--temperature", type=float, default=1.0,
+                        help="the logging policy's temperature in units of the production ranker's score spread "
+                             "(policy_aware.py's; lower is closer to deterministic)")
+    parser.add_argument("--work", type=Path, default=None, help="default: /tmp/ultr-dr-sessions[-temperatureT]")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "results")
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--train-up-to", type=int, default=None,
                         help="train only at session counts up to this; larger ones come from policy_aware.json")
     args = parser.parse_args()
     settings = {"epochs": args.epochs, "min_steps": args.min_steps}
+    if args.temperature != 1.0:
+        settings["temperature"] = args.temperature
+    args.work = args.work or Path("/tmp/" + report_stem(settings).replace("_", "-").replace("dr-", "ultr-dr-", 1))
     if args.report_only:
-        saved = json.loads((args.out / "dr_sessions.json").read_text())
+        saved = json.loads((args.out / f"{report_stem(settings)}.json").read_text())
         write_report(saved["runs"], saved["settings"], args.out)
         return
     dataset = load_dataset(DATASET)
@@ -60,7 +66,7 @@ def main():
                 if any(r["seed"] == seed and r["sessions"] == sessions and r["learner"] == learner for r in runs):
                     continue
                 if not (logs / "simulation.json").exists():  # the first N sessions of the seed's log
-                    simulate_log(dataset, logs, sessions, seed)
+                    simulate_log(dataset, logs, sessions, seed, 5, args.temperature)
                 steps = max(args.epochs * math.ceil(sessions / 256), args.min_steps)
                 started = time.perf_counter()
                 result = train(logs, dataset, TrainConfig(learner=learner, seed=seed, max_steps=steps,
@@ -83,12 +89,18 @@ def reused_policy_aware_runs(args, runs) -> list[dict]:
     config = saved["settings"]
     n = config["sessions"]
     if n not in args.sessions or config["epochs"] != args.epochs or config["top_k"] != 5 \
-            or config["temperature"] != 1.0 or args.epochs * math.ceil(n / 256) < args.min_steps:
+            or config["temperature"] != args.temperature or args.epochs * math.ceil(n / 256) < args.min_steps:
         return []
     have = {(r["learner"], r["seed"], r["sessions"]) for r in runs}
     return [{"learner": learner, "sessions": n, **r, "reused": "policy_aware.json"}
             for learner, rows in saved["runs"].items() if learner in args.learners
             for r in rows if r["seed"] in args.seeds and (learner, r["seed"], n) not in have]
+
+
+def report_stem(settings) -> str:
+    """dr_sessions, or dr_sessions_temperatureT for another logging temperature."""
+    temperature = settings.get("temperature", 1.0)
+    return "dr_sessions" if temperature == 1.0 else f"dr_sessions_temperature{temperature:g}"
 
 
 def write_report(runs, settings, out: Path):
@@ -99,18 +111,26 @@ def write_report(runs, settings, out: Path):
 
     sessions = sorted({r["sessions"] for r in runs})
     seeds = sorted({r["seed"] for r in runs})
+    stem = report_stem(settings)
+    temperature = settings.get("temperature", 1.0)
+    policy = ("" if temperature == 1.0 else
+              f" but at temperature {temperature:g} times the production ranker's score spread (closer to "
+              "deterministic: many candidates are rarely shown)")
     lines = [
-        "# Doubly robust against IPS as the sessions grow",
+        "# Doubly robust against IPS as the sessions grow" + ("" if temperature == 1.0 else
+                                                               f" (logging temperature {temperature:g})"),
         "",
-        "The setup of [policy_aware.md](policy_aware.md): a Plackett-Luce policy shows the top 5 of each query's 20 "
-        "candidates, PBM clicks, `synthetic:queries=500,docs=20,features=20,seed=0`. Each learner trains the default "
+        f"The setup of [policy_aware.md](policy_aware.md){policy}: a Plackett-Luce policy shows the top 5 of each "
+        "query's 20 candidates, PBM clicks, `synthetic:queries=500,docs=20,features=20,seed=0`. Each learner trains the default "
         f"MLP on the first N sessions of the seed's log for {settings['epochs']} passes or at least "
         f"{settings['min_steps']} steps, keeping the ranker with the best validation nDCG@10; propensities from the "
-        f"simulation. Test nDCG@10, mean ± standard deviation over seeds {seeds}. The runs at the session count of "
-        "policy_aware.md are that page's (the same logs and training).",
+        f"simulation. Test nDCG@10, mean ± standard deviation over seeds {seeds}."
+        + (" The runs at the session count of policy_aware.md are that page's (the same logs and training)."
+           if temperature == 1.0 else ""),
         "",
         f"Regenerate: `python experiments/dr_sessions.py --seeds {' '.join(map(str, seeds))} --sessions "
-        f"{' '.join(map(str, sessions))} --min-steps {settings['min_steps']}` (`--report-only` redraws the table and "
+        f"{' '.join(map(str, sessions))} --min-steps {settings['min_steps']}"
+        + ("" if temperature == 1.0 else f" --temperature {temperature:g}") + "` (`--report-only` redraws the table and "
         "plot from the JSON beside it). Each cell gives the number of seeds behind it when fewer than all.",
         "",
         "| sessions | " + " | ".join(LEARNERS) + " |",
@@ -134,17 +154,17 @@ def write_report(runs, settings, out: Path):
         lines.append(f"| {n:,} | " + " | ".join(cells) + " |")
     ax.set_xscale("log")
     ax.set_xlabel("sessions")
-    ax.set_ylabel("test nDCG@10")
+    ax.set_ylabel("test nDCG@10 (mean ± s.d. over seeds)")
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
     out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out / "dr_sessions.png") as tmp:
+    with atomic_path(out / f"{stem}.png") as tmp:
         fig.savefig(tmp, format="png", dpi=120)
     plt.close(fig)
-    lines += ["", "![nDCG@10 against sessions](dr_sessions.png)", ""]
-    atomic_write_text("\n".join(lines), out / "dr_sessions.md")
-    atomic_write_json({"settings": settings, "runs": runs}, out / "dr_sessions.json")
+    lines += ["", f"![nDCG@10 against sessions]({stem}.png)", ""]
+    atomic_write_text("\n".join(lines), out / f"{stem}.md")
+    atomic_write_json({"settings": settings, "runs": runs}, out / f"{stem}.json")
     print("\n".join(lines))
 
 
