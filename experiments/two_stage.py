@@ -78,6 +78,9 @@ def main():
     settings = {"steps": args.steps, "epochs": args.epochs, "sessions": args.sessions, "lists": args.lists,
                 "pipeline_samples": args.pipeline_samples, "clip": args.clip}
     results = saved.get("results", {}) if saved.get("settings") == settings else {}
+    published = json.loads(saved_path.read_text()) if saved_path.exists() else {}
+    if not results and published.get("settings") == settings:  # resume from the published runs
+        results = published["results"]
     for setup_name in args.setups:
         setup = SETUPS[setup_name]
         dataset = load_dataset(setup["dataset"])
@@ -96,8 +99,9 @@ def main():
                 Simulator(dataset, config, seed=seed).run(logs, sessions, progress=False)
             models = {}
             for name, learner, options in RUNS:
-                if name in done and learner not in ("two-stage-candidates", "two-stage-ranker"):
-                    continue
+                if name in done and (INDEPENDENT in done
+                                     or learner not in ("two-stage-candidates", "two-stage-ranker")):
+                    continue  # the stages trained alone are retrained only to compose the independent stages
                 started = time.perf_counter()
                 if learner in TWO_STAGE:
                     options = {"candidates": setup["candidates"], "pipeline_samples": args.pipeline_samples,

@@ -245,6 +245,39 @@ def doubly_robust_labels(clicks, examination, exposure, predicted_relevance, *, 
     return jax.lax.stop_gradient(jnp.where(where, labels, 0.0))
 
 
+def aggregated_doubly_robust(regression_scores, statistics, examination, *, where=None) -> tuple[Array, Array]:
+    """Doubly robust labels of whole query lists from their sessions' sufficient statistics, and the regression
+    model's click cross-entropy (the ``aggregate`` mode of the doubly robust and two-stage learners).
+
+    Args:
+      regression_scores: ``[..., L]`` logits of the regression model, ``r̂ = sigmoid(g)``.
+      statistics: ``[..., L, 2 + 2K]``: per document, the means over its query's sessions of ``c / ρ`` and
+        ``θ / ρ``, then of its clicks and of its impressions at each rank ``1..K``.
+      examination: ``[K]`` the examination probability per rank.
+
+    Returns: the labels ``mean(c/ρ) + r̂ (1 - mean(θ/ρ))`` ``[..., L]`` (the mean of the session labels of
+    :func:`doubly_robust_labels`; no gradient), and the mean over impressions of the click cross-entropy under
+    ``P(click at k) = θ_k r̂``, as :func:`known_examination_loss` averages it over the shown documents.
+
+    >>> stats = jnp.array([[0.5, 1.0, 0.5, 1.0]])  # shown once per session at rank 1, clicked half the time
+    >>> labels, loss = aggregated_doubly_robust(jnp.array([0.0]), stats, jnp.array([1.0]))
+    >>> float(labels[0]), round(float(loss), 4)  # r̂ = 0.5 cancels; loss log 2
+    (0.5, 0.6931)
+    """
+    K = examination.shape[-1]
+    where = _mask(regression_scores, where)
+    relevance = jax.nn.sigmoid(regression_scores)
+    weighted_clicks, exposure_ratio = statistics[..., 0], statistics[..., 1]
+    clicks, impressions = statistics[..., 2:2 + K], statistics[..., 2 + K:2 + 2 * K]
+    log_click = jnp.log(jnp.maximum(examination, 1e-12)) + jax.nn.log_sigmoid(regression_scores)[..., None]
+    log_no_click = jnp.log(-jnp.expm1(jnp.minimum(log_click, -1e-7)))
+    shown = where[..., None]
+    entropy = jnp.where(shown, -(clicks * log_click + (impressions - clicks) * log_no_click), 0.0)
+    loss = jnp.sum(entropy) / jnp.maximum(jnp.sum(jnp.where(shown, impressions, 0.0)), 1e-6)
+    labels = jnp.where(where, weighted_clicks + relevance * (1 - exposure_ratio), 0.0)
+    return jax.lax.stop_gradient(labels), loss
+
+
 def known_examination_loss(scores, clicks, examination, *, where=None, reduce_fn: ReduceFn = jnp.mean) -> Array:
     """Binary cross-entropy of clicks under ``P(click) = θ σ(s)`` with known examination ``θ`` (the shown
     documents, ``θ > 0``): the regression model of :func:`doubly_robust_labels`.

@@ -451,12 +451,12 @@ def _aggregated_click_source(learner_cls, logs, store, config, list_size, propen
     ``1..K``: the sufficient statistics of its labels and of its regression model's click likelihood."""
     per_document = np.append(_logging_propensities(learner_cls, logs, store, config, propensities), 1.0)
     data = store.data
+    options = learner_cls.make_options(config.learner_options)
     with_statistics = getattr(learner_cls, "aggregate_statistics", False)
     K = list_size
     sums = np.zeros((2 + 2 * K if with_statistics else 1, data.num_documents + 1))
     sessions = np.zeros(data.num_queries, np.int64)
     query_of_row = np.append(np.repeat(np.arange(data.num_queries), data.list_sizes), -1)
-    options = learner_cls.make_options(config.learner_options)
     clip = getattr(options, "clip", None) or getattr(options, "exposure_clip", 1e-6)
     examination = np.asarray(propensities.examination, np.float64) if with_statistics else None
     for batch in click_batches(logs, store, 4096, seed=config.seed, epoch=0, chunk_size=config.chunk_size,

@@ -10,7 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from ..losses import LOSSES, affine_loss, doubly_robust_labels, ips_loss, known_examination_loss
+from ..losses import (LOSSES, affine_loss, aggregated_doubly_robust, doubly_robust_labels, ips_loss,
+                      known_examination_loss)
 from ..options import non_negative, option, positive
 from .base import Learner, Need, Statistic, register_learner
 
@@ -63,6 +64,17 @@ class ExposureOptions(ExposureSampling):
                          check=lambda v: 0 <= v < 1, requirement="in [0, 1)")
 
 
+@dataclasses.dataclass(frozen=True)
+class AggregatingExposureOptions(ExposureOptions):
+    """Exposure options with the choice of training on whole query lists."""
+
+    aggregate: bool = option(False, "policy-aware-ips, doubly-robust: train on whole query lists, each document "
+                                    "labelled from all its query's sessions (policy-aware IPS: the mean of "
+                                    "c / rho, the same loss up to scale; doubly robust: its labels' sufficient "
+                                    "statistics) instead of session batches: far fewer documents per step for "
+                                    "large logs and candidate pools")
+
+
 @register_learner
 class PolicyAwareIPS(IPS):
     """Policy-aware IPS for stochastic top-k logging (Oosterhuis and de Rijke, SIGIR 2020).
@@ -80,11 +92,7 @@ class PolicyAwareIPS(IPS):
     #: batches of whole query lists under ``aggregate``
     lists_per_session_batch = 16
 
-    @dataclasses.dataclass(frozen=True)
-    class Options(ExposureOptions):
-        aggregate: bool = option(False, "policy-aware-ips: train on each query's weighted clicks averaged over its "
-                                        "sessions (the same loss up to scale, as it is linear in them; far fewer "
-                                        "documents per step for large candidate pools)")
+    Options = AggregatingExposureOptions
 
     def __init__(self, ranker, list_size, loss=None, clip: float = 0.01, exposure_samples: int = 10_000,
                  aggregate: bool = False):
@@ -144,11 +152,7 @@ class DoublyRobust(Learner):
     aggregate_statistics = True
     lists_per_session_batch = 16
 
-    @dataclasses.dataclass(frozen=True)
-    class Options(ExposureOptions):
-        aggregate: bool = option(False, "doubly-robust: train on each query's sessions aggregated (its labels' "
-                                        "sufficient statistics) instead of session batches: one step sees more "
-                                        "sessions, for large logs and candidate pools")
+    Options = AggregatingExposureOptions
 
     def __init__(self, ranker, list_size, loss=None, clip: float = 0.01, exposure_samples: int = 10_000,
                  aggregate: bool = False, examination=None):
@@ -172,16 +176,8 @@ class DoublyRobust(Learner):
         regression_scores = self.regression(features)
         relevance = jax.nn.sigmoid(regression_scores)
         if self.aggregate:
-            K = self.list_size
-            weighted_clicks, exposure_ratio = batch.labels[..., 0], batch.labels[..., 1]
-            clicks, impressions = batch.labels[..., 2:2 + K], batch.labels[..., 2 + K:]
-            # the click cross-entropy of every impression under P(click at k) = θ_k r̂, summed by rank
-            log_click = jnp.log(self.examination[...]) + jax.nn.log_sigmoid(regression_scores)[..., None]
-            log_no_click = jnp.log(-jnp.expm1(jnp.minimum(log_click, -1e-7)))
-            where = batch.mask[..., None]
-            entropy = jnp.where(where, -(clicks * log_click + (impressions - clicks) * log_no_click), 0.0)
-            regression_loss = jnp.sum(entropy) / jnp.maximum(jnp.sum(jnp.where(where, impressions, 0.0)), 1e-6)
-            labels = jax.lax.stop_gradient(jnp.where(batch.mask, weighted_clicks + relevance * (1 - exposure_ratio), 0.0))
+            labels, regression_loss = aggregated_doubly_robust(regression_scores, batch.labels,
+                                                               self.examination[...], where=batch.mask)
         else:
             regression_loss = known_examination_loss(regression_scores, batch.clicks, batch.examination,
                                                      where=batch.mask)
