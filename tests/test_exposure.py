@@ -170,10 +170,11 @@ def test_policy_aware_ips_refuses_what_it_cannot_model(top_k_logs, tmp_path):
 
 
 def test_aggregated_doubly_robust_statistics_equal_the_session_averages(top_k_logs):
-    """--aggregate true: per query, c/rho + r(1 - theta/rho) and the rank-wise click cross-entropy from the
-    sufficient statistics equal the mean over its sessions of the per-session labels and losses."""
+    """--aggregate true: the labels c/rho + r(1 - theta/rho) from the per-query statistics equal the mean over
+    the query's sessions of the per-session labels, and the rank-wise click cross-entropy equals the
+    per-session one with each query's impressions averaged over its sessions."""
     from ultr.data import FeatureStore, candidate_batches, click_batches
-    from ultr.losses import doubly_robust_labels
+    from ultr.losses import aggregated_doubly_robust, doubly_robust_labels
     from ultr.training import _aggregated_click_source, _logging_propensities, resolve_propensities
 
     dataset, logs = top_k_logs
@@ -182,39 +183,36 @@ def test_aggregated_doubly_robust_statistics_equal_the_session_averages(top_k_lo
     store = FeatureStore.fit(dataset.train)
     cls = config.learner_class
     propensities = resolve_propensities("oracle", logs, data=dataset, seed=0, list_size=3)
-    theta = np.asarray(propensities.examination[:3])
+    theta = np.asarray(propensities.examination[:3], np.float32)
+    assert len(set(theta.tolist())) == 3  # distinct per rank: a rank mix-up shows
     batches, _, _ = _aggregated_click_source(cls, logs, store, config, 3, propensities)
-    aggregated = [b for b in batches(0)]
+    aggregated = list(batches(0))
     rows = np.concatenate([b.rows for b in aggregated])
     stats = np.concatenate([b.labels for b in aggregated])
     mask = np.concatenate([b.mask for b in aggregated])
     predicted = np.linspace(0.1, 0.9, store.padding_row + 1).astype(np.float32)  # any fixed regression
     rho = _logging_propensities(cls, logs, store, config, propensities)
-    labels_sum = np.zeros(store.padding_row + 1)
-    entropy_sum, impressions, sessions = 0.0, 0.0, np.zeros(store.padding_row + 1)
-    sessions_batches = click_batches(logs, store, 256, propensities=propensities.examination, list_size=3)
-    for batch in candidate_batches(sessions_batches, store, rho):
+    assert (rho < 0.05).any()  # the clip is exercised
+    n = store.padding_row + 1
+    labels_sum, entropy, impressions, sessions = np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n)
+    session_batches = click_batches(logs, store, 256, propensities=propensities.examination, list_size=3)
+    for batch in candidate_batches(session_batches, store, rho):
         labels = np.asarray(doubly_robust_labels(batch.clicks, batch.examination, batch.propensity,
                                                  predicted[batch.rows], where=batch.mask, clip=0.05))
         np.add.at(labels_sum, batch.rows[batch.mask], labels[batch.mask])
         np.add.at(sessions, batch.rows[batch.mask], 1)
         shown = batch.mask & (batch.examination > 0)
         p = batch.examination[shown] * predicted[batch.rows[shown]]
-        c = batch.clicks[shown]
-        entropy_sum += -np.sum(np.where(c, np.log(p), np.log1p(-p)))
-        impressions += shown.sum()
+        np.add.at(entropy, batch.rows[shown], -np.where(batch.clicks[shown], np.log(p), np.log1p(-p)))
+        np.add.at(impressions, batch.rows[shown], 1)
+    logits = np.log(predicted / (1 - predicted))[rows]
+    labels, loss = aggregated_doubly_robust(jnp.asarray(logits), jnp.asarray(stats), jnp.asarray(theta),
+                                            where=jnp.asarray(mask))
     session_mean = labels_sum / np.maximum(sessions, 1)
-    r = predicted[rows]
-    from_statistics = stats[..., 0] + r * (1 - stats[..., 1])
-    assert np.allclose(from_statistics[mask], session_mean[rows[mask]], atol=1e-5)
-    clicks, shown = stats[..., 2:5], stats[..., 5:8]
-    q = theta * r[..., None]
-    # the per-query means times each query's session count sum to the per-session totals
-    per_query_sessions = sessions[rows[:, 0]][:, None, None]
-    total_entropy = np.sum(np.where(mask[..., None], -(clicks * np.log(q) + (shown - clicks) * np.log1p(-q)), 0.0)
-                           * per_query_sessions)
-    assert np.isclose(np.sum(shown[mask] * per_query_sessions[:, 0][np.nonzero(mask)[0]]), impressions, rtol=1e-4)
-    assert np.isclose(total_entropy, entropy_sum, rtol=1e-4)
+    assert np.allclose(np.asarray(labels)[mask], session_mean[rows[mask]], atol=1e-5)
+    per_session = np.maximum(sessions, 1)
+    expected_loss = np.sum(entropy / per_session) / np.sum(impressions / per_session)
+    assert np.isclose(float(loss), expected_loss, rtol=1e-4)
 
 
 def test_doubly_robust_trains_on_aggregated_statistics(top_k_logs):

@@ -256,13 +256,16 @@ def aggregated_doubly_robust(regression_scores, statistics, examination, *, wher
       examination: ``[K]`` the examination probability per rank.
 
     Returns: the labels ``mean(c/ρ) + r̂ (1 - mean(θ/ρ))`` ``[..., L]`` (the mean of the session labels of
-    :func:`doubly_robust_labels`; no gradient), and the mean over impressions of the click cross-entropy under
-    ``P(click at k) = θ_k r̂``, as :func:`known_examination_loss` averages it over the shown documents.
+    :func:`doubly_robust_labels`; no gradient), and the click cross-entropy under ``P(click at k) = θ_k r̂``
+    per impression of a query's mean session, each query weighing the same (:func:`known_examination_loss`
+    averages over the impressions of a session batch instead, weighing queries by their sessions).
 
-    >>> stats = jnp.array([[0.5, 1.0, 0.5, 1.0]])  # shown once per session at rank 1, clicked half the time
-    >>> labels, loss = aggregated_doubly_robust(jnp.array([0.0]), stats, jnp.array([1.0]))
-    >>> float(labels[0]), round(float(loss), 4)  # r̂ = 0.5 cancels; loss log 2
-    (0.5, 0.6931)
+    >>> stats = jnp.array([[0.8, 1.5, 0.3, 0.9]])  # K = 1: c/ρ, θ/ρ, clicks and impressions at rank 1
+    >>> labels, loss = aggregated_doubly_robust(jnp.array([0.0]), stats, jnp.array([0.5]))  # r̂ = 0.5
+    >>> round(float(labels[0]), 4)  # 0.8 + 0.5 (1 - 1.5)
+    0.55
+    >>> round(float(loss), 4)  # -(0.3 log 0.25 + 0.6 log 0.75) / 0.9
+    0.6539
     """
     K = examination.shape[-1]
     where = _mask(regression_scores, where)

@@ -448,7 +448,8 @@ def _aggregated_click_source(learner_cls, logs, store, config, list_size, propen
     A learner with ``aggregate_statistics`` (doubly robust) gets labels ``[B, L, 2 + 2K]`` instead: per
     document and averaged over the query's sessions, ``c / rho_0``, ``theta / rho_0`` (``theta``: the
     examination at the rank shown, 0 when not shown), then its clicks and its impressions at each rank
-    ``1..K``: the sufficient statistics of its labels and of its regression model's click likelihood."""
+    ``1..K``: the sufficient statistics of its labels and of its regression model's click likelihood.
+    Every query then weighs the same in a step, where session batches weigh it by its sessions."""
     per_document = np.append(_logging_propensities(learner_cls, logs, store, config, propensities), 1.0)
     data = store.data
     options = learner_cls.make_options(config.learner_options)
@@ -473,13 +474,16 @@ def _aggregated_click_source(learner_cls, logs, store, config, list_size, propen
             sums[2 + K:] += np.bincount(per_rank, minlength=sums.shape[1] * K).reshape(-1, K).T
         first = query_of_row[batch.rows[np.arange(len(batch.rows)), np.argmax(batch.mask, axis=1)]]
         sessions += np.bincount(first[first >= 0], minlength=data.num_queries)
-    means = sums[:, :-1] / np.maximum(sessions[query_of_row[:-1]], 1)
+    # per document (and a zero padding row), the means over its query's sessions: [N + 1, S] float32
+    table = np.zeros((data.num_documents + 1, len(sums)), np.float32)
+    table[:-1] = (sums[:, :-1] / np.maximum(sessions[query_of_row[:-1]], 1)).T
+    del sums
     lists = store.labelled_lists()
-    padded = np.concatenate([means, np.zeros((len(means), 1))], axis=1)[:, lists.rows]  # [S, B, L]
-    labels = np.where(lists.mask, padded, 0.0).astype(np.float32)
-    labels = np.moveaxis(labels, 0, -1) if with_statistics else labels[0]
     logged = sessions > 0  # queries without a session carry no information
-    return _list_source(learner_cls, LabelBatch(lists.rows[logged], labels[logged], lists.mask[logged]), config)
+    rows, mask = lists.rows[logged], lists.mask[logged]
+    labels = table[rows]  # padded slots index the zero row
+    labels = labels if with_statistics else labels[..., 0]
+    return _list_source(learner_cls, LabelBatch(rows, labels, mask), config)
 
 
 def _list_source(learner_cls, train_lists: LabelBatch, config):
