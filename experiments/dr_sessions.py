@@ -47,7 +47,9 @@ def main():
     settings = {"epochs": args.epochs, "min_steps": args.min_steps}
     if args.temperature != 1.0:
         settings["temperature"] = args.temperature
-    args.work = args.work or Path("/tmp/" + report_stem(settings).replace("_", "-").replace("dr-", "ultr-dr-", 1))
+    if args.work is None:
+        suffix = "" if args.temperature == 1.0 else f"-temperature{args.temperature:g}"
+        args.work = Path(f"/tmp/ultr-dr-sessions{suffix}")
     if args.report_only:
         saved = json.loads((args.out / f"{report_stem(settings)}.json").read_text())
         write_report(saved["runs"], saved["settings"], args.out)

@@ -247,7 +247,7 @@ def doubly_robust_labels(clicks, examination, exposure, predicted_relevance, *, 
 
 def aggregated_doubly_robust(regression_scores, statistics, examination, *, where=None) -> tuple[Array, Array]:
     """Doubly robust labels of whole query lists from their sessions' sufficient statistics, and the regression
-    model's click cross-entropy (the ``aggregate`` mode of the doubly robust and two-stage learners).
+    model's click cross-entropy (the ``aggregate`` mode of the doubly robust learner).
 
     Args:
       regression_scores: ``[..., L]`` logits of the regression model, ``r̂ = sigmoid(g)``.
@@ -273,9 +273,8 @@ def aggregated_doubly_robust(regression_scores, statistics, examination, *, wher
     weighted_clicks, exposure_ratio = statistics[..., 0], statistics[..., 1]
     clicks, impressions = statistics[..., 2:2 + K], statistics[..., 2 + K:2 + 2 * K]
     log_click = jnp.log(jnp.maximum(examination, 1e-12)) + jax.nn.log_sigmoid(regression_scores)[..., None]
-    log_no_click = jnp.log(-jnp.expm1(jnp.minimum(log_click, -1e-7)))
     shown = where[..., None]
-    entropy = jnp.where(shown, -(clicks * log_click + (impressions - clicks) * log_no_click), 0.0)
+    entropy = jnp.where(shown, -(clicks * log_click + (impressions - clicks) * _log_no_click(log_click)), 0.0)
     loss = jnp.sum(entropy) / jnp.maximum(jnp.sum(jnp.where(shown, impressions, 0.0)), 1e-6)
     labels = jnp.where(where, weighted_clicks + relevance * (1 - exposure_ratio), 0.0)
     return jax.lax.stop_gradient(labels), loss
@@ -295,11 +294,15 @@ def known_examination_loss(scores, clicks, examination, *, where=None, reduce_fn
     return _click_log_loss(log_click, clicks, shown, reduce_fn)
 
 
+def _log_no_click(log_click):
+    """``log(1 - P)`` from ``log P``, stably (``P`` kept just below 1)."""
+    return jnp.log(-jnp.expm1(jnp.minimum(log_click, -1e-7)))
+
+
 def _click_log_loss(log_click, clicks, where, reduce_fn):
     """Binary cross-entropy of clicks given ``log P(click)`` (``log(1 - P)`` computed stably), per item or reduced."""
     clicks = jnp.asarray(clicks, jnp.float32)
-    log_no_click = jnp.log(-jnp.expm1(jnp.minimum(log_click, -1e-7)))
-    per_item = jnp.where(where, -(clicks * log_click + (1.0 - clicks) * log_no_click), 0.0)
+    per_item = jnp.where(where, -(clicks * log_click + (1.0 - clicks) * _log_no_click(log_click)), 0.0)
     return rax.utils.safe_reduce(per_item, where=where, reduce_fn=reduce_fn)
 
 

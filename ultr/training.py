@@ -453,7 +453,7 @@ def _aggregated_click_source(learner_cls, logs, store, config, list_size, propen
     per_document = np.append(_logging_propensities(learner_cls, logs, store, config, propensities), 1.0)
     data = store.data
     options = learner_cls.make_options(config.learner_options)
-    with_statistics = getattr(learner_cls, "aggregate_statistics", False)
+    with_statistics = learner_cls.aggregate_statistics
     K = list_size
     sums = np.zeros((2 + 2 * K if with_statistics else 1, data.num_documents + 1))
     sessions = np.zeros(data.num_queries, np.int64)

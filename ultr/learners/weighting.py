@@ -174,15 +174,14 @@ class DoublyRobust(Learner):
 
     def loss(self, features, batch):
         regression_scores = self.regression(features)
-        relevance = jax.nn.sigmoid(regression_scores)
         if self.aggregate:
             labels, regression_loss = aggregated_doubly_robust(regression_scores, batch.labels,
                                                                self.examination[...], where=batch.mask)
         else:
             regression_loss = known_examination_loss(regression_scores, batch.clicks, batch.examination,
                                                      where=batch.mask)
-            labels = doubly_robust_labels(batch.clicks, batch.examination, batch.propensity, relevance,
-                                          where=batch.mask, clip=self.clip)
+            labels = doubly_robust_labels(batch.clicks, batch.examination, batch.propensity,
+                                          jax.nn.sigmoid(regression_scores), where=batch.mask, clip=self.clip)
         return LOSSES[self.loss_kind](self.ranker(features), labels, where=batch.mask) + regression_loss
 
 
