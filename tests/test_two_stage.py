@@ -290,6 +290,32 @@ def test_two_stage_learners_train_from_a_two_stage_log(two_stage_log, learner, o
     assert all(np.isfinite(h["train_loss"]) for h in result.history)
 
 
+def test_two_stage_pipeline_samples_follow_the_training_seed():
+    """The pipelines sampled at a step come from the training seed: the same seed gives the same loss,
+    another seed other samples (a fixed key would give every seed the same draws)."""
+    from flax import nnx
+
+    from ultr.data import LabelBatch
+    from ultr.learners import LEARNERS
+    from ultr.propensities import Propensities
+    from ultr.rankers import LinearRanker
+
+    rng = np.random.default_rng(0)
+    features = jnp.asarray(rng.normal(size=(2, 12, 3)), jnp.float32)
+    batch = LabelBatch(rows=None, labels=jnp.asarray(rng.uniform(size=(2, 12)), jnp.float32),
+                       mask=jnp.ones((2, 12), bool))
+    propensities = Propensities(source="oracle", kind="oracle", examination=np.array([1.0, 0.5, 0.3]))
+    cls = LEARNERS["two-stage"]
+
+    def loss(seed):
+        learner = cls.build(LinearRanker(3, rngs=nnx.Rngs(0)), 3, propensities=propensities, seed=seed,
+                            options=cls.make_options({"candidates": 5, "pipeline_samples": 2}))
+        return float(learner.loss(features, batch))
+
+    assert loss(0) == loss(0)
+    assert loss(0) != loss(1)
+
+
 def test_two_stage_learners_refuse_a_loss_and_unused_options(two_stage_log):
     from ultr.training import TrainConfig, train
 

@@ -228,7 +228,7 @@ def make_learner(config: TrainConfig, num_features: int, list_size: int,
     ranker = make_ranker(config.ranker, num_features, config.hidden, config.dropout, seed=config.seed)
     extra = {} if logging_stages is None else {"logging_stages": logging_stages}
     return cls.build(ranker, list_size, loss=config.loss, options=cls.make_options(config.learner_options),
-                     propensities=propensities, num_features=num_features, **extra)
+                     propensities=propensities, num_features=num_features, seed=config.seed, **extra)
 
 
 def _logging_stages(metadata: LogMetadata | None, store: FeatureStore) -> dict:

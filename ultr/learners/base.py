@@ -139,9 +139,11 @@ class Learner(nnx.Module, abc.ABC):
 
     @classmethod
     def build(cls, ranker: nnx.Module, list_size: int, *, loss: str | None = None, options: Any = None,
-              propensities: "Propensities | None" = None, num_features: int | None = None) -> "Learner":
+              propensities: "Propensities | None" = None, num_features: int | None = None,
+              seed: int = 0) -> "Learner":
         """The learner for a ranker, from its options and the resolved inputs it needs
-        (``num_features``: the width of the feature vectors, for models beside the ranker)."""
+        (``num_features``: the width of the feature vectors, for models beside the ranker; ``seed``: the
+        training seed, for learners that sample during training)."""
         options = options if options is not None else cls.Options()
         return cls(ranker, list_size, loss, **dataclasses.asdict(options))
 

@@ -64,7 +64,8 @@ class DLA(Learner):
                                              rngs=nnx.Rngs(0))
 
     @classmethod
-    def build(cls, ranker, list_size, *, loss=None, options=None, propensities=None, num_features=None):
+    def build(cls, ranker, list_size, *, loss=None, options=None, propensities=None, num_features=None,
+              seed=0):
         options = options if options is not None else cls.Options()
         return cls(ranker, list_size, loss, **dataclasses.asdict(options), num_features=num_features)
 

@@ -104,8 +104,9 @@ class _TwoStageBase(Learner):
     def __init__(self, ranker, list_size, loss=None, *, examination, candidates: int = 100,
                  policy_temperature: float = 1.0, pipeline_samples: int = 16, reward_baseline: bool = True,
                  candidate_gradient: str = "credit-assigned", alternate: int = 1, exposure_clip: float = 0.01,
-                 exposure_samples: int = 10_000, logging_stages: dict | None = None):
+                 exposure_samples: int = 10_000, logging_stages: dict | None = None, seed: int = 0):
         super().__init__(ranker, list_size, loss)
+        self.sampling_seed = int(seed)  # the sampled pipelines of step t: fold_in(key(seed), t)
         if candidate_gradient not in GRADIENTS:
             raise ValueError(f"candidate_gradient: unknown {candidate_gradient!r}; choose {', '.join(GRADIENTS)}")
         theta = np.asarray(examination, np.float64)[:list_size]
@@ -134,13 +135,13 @@ class _TwoStageBase(Learner):
 
     @classmethod
     def build(cls, ranker, list_size, *, loss=None, options=None, propensities=None, num_features=None,
-              logging_stages=None):
+              seed=0, logging_stages=None):
         options = options if options is not None else cls.Options()
         if propensities is None or propensities.examination is None:
             raise ValueError(f"the {cls.name} learner needs {Need.PROPENSITIES.what}: give "
                              f"{Need.PROPENSITIES.supplied_by}")
         return cls(ranker, list_size, loss, examination=propensities.examination, logging_stages=logging_stages,
-                   **dataclasses.asdict(options))
+                   seed=seed, **dataclasses.asdict(options))
 
     def score(self, features, where=None):
         return self.ranker(features, where)
@@ -160,7 +161,7 @@ class _TwoStageBase(Learner):
                                   jax.lax.stop_gradient(ranker_scores))
         candidate_logits = candidate_scores / self.temperature
         ranker_logits = ranker_scores / self.temperature
-        key = jax.random.fold_in(jax.random.key(0), self.step[...])
+        key = jax.random.fold_in(jax.random.key(self.sampling_seed), self.step[...])
         relevance = jnp.where(batch.mask, batch.labels, 0.0)
         theta = self.examination[...]
         K2 = pipeline.candidates

@@ -167,7 +167,8 @@ class DoublyRobust(Learner):
             self.examination = Statistic(jnp.asarray(np.asarray(examination, np.float64)[:list_size], jnp.float32))
 
     @classmethod
-    def build(cls, ranker, list_size, *, loss=None, options=None, propensities=None, num_features=None):
+    def build(cls, ranker, list_size, *, loss=None, options=None, propensities=None, num_features=None,
+              seed=0):
         options = options if options is not None else cls.Options()
         examination = None if propensities is None else propensities.examination
         return cls(ranker, list_size, loss, **dataclasses.asdict(options), examination=examination)
@@ -218,7 +219,8 @@ class Affine(Learner):
         self.beta = Statistic(jnp.asarray(theta * eps_neg, jnp.float32))
 
     @classmethod
-    def build(cls, ranker, list_size, *, loss=None, options=None, propensities=None, num_features=None):
+    def build(cls, ranker, list_size, *, loss=None, options=None, propensities=None, num_features=None,
+              seed=0):
         if propensities is None or propensities.examination is None or propensities.epsilon_pos is None \
                 or propensities.epsilon_neg is None:
             raise ValueError(f"affine needs {Need.TRUST_BIAS.what}: give {Need.TRUST_BIAS.supplied_by}")
