@@ -105,15 +105,92 @@ class ClickCounts:
         return counts
 
     @classmethod
-    def from_log(cls, path, *, by_intervention: bool = False, batch_size: int = 65_536) -> "ClickCounts":
-        """Read a Parquet click log once and count it (documents numbered in (query, doc) order)."""
+    def from_log(cls, path, *, by_intervention: bool = False, batch_size: int = 65_536,
+                 engine=None) -> "ClickCounts":
+        """Read a Parquet click log and count it (documents numbered in (query, doc) order).
+
+        ``engine`` (:mod:`click_models.engine`) counts part by part, a task per Parquet part, and sums the
+        parts; the counts are integers in float64, so the sum is exactly the one-pass count.
+        """
         from .logs import infer_list_size
 
         K = infer_list_size(path)
+        if engine is not None and engine.name != "local":
+            return count_log_parts(path, K, engine, by_intervention=by_intervention, batch_size=batch_size)
         columns = ("intervention",) if by_intervention else ()
         documents = DocumentIndex.from_batches(iter_click_log(path, batch_size, K, columns=()))
         return cls.from_batches(iter_click_log(path, batch_size, K, columns=columns), K, documents,
                                 by_intervention=by_intervention)
+
+    @classmethod
+    def merge(cls, parts: list["ClickCounts"], *, by_previous_click: bool = False) -> "ClickCounts":
+        """The counts of the union of logs counted apart over one document numbering (cells summed)."""
+        first = parts[0]
+        K, R = first.list_size, first.list_size if by_previous_click else 1
+        num_cells = (first.num_documents + 1) * K * R
+        keyed = [(c.intervention * num_cells + (c.doc * K + c.rank) * R + c.previous, c.impressions, c.clicks)
+                 for c in parts]
+        keys, n, c = _merge(keyed) if keyed else (np.zeros(0, np.int64), np.zeros(0), np.zeros(0))
+        sessions: dict[int, int] = {}
+        for part in parts:
+            for code, count in part.sessions.items():
+                sessions[code] = sessions.get(code, 0) + count
+        return _from_cell_keys(keys, n, c, first.num_documents, K, R, sessions, first.documents)
+
+
+def document_index_of_parts(files: list, list_size: int, engine, *, batch_size: int = 65_536,
+                            keep=None) -> DocumentIndex:
+    """The (query, doc) numbering of a log's parts, as :meth:`DocumentIndex.from_batches` of the whole log:
+    distinct pairs per part (an engine task each), united and sorted (``keep``: session ids -> bool)."""
+    pairs = engine.map(_part_pairs, list(files), shared={"list_size": list_size, "batch_size": batch_size,
+                                                          "keep": keep})
+    query_ids = np.concatenate([q for q, _ in pairs]) if pairs else np.zeros(0, np.int64)
+    doc_ids = np.concatenate([d for _, d in pairs]) if pairs else np.zeros(0, np.int64)
+    order = np.lexsort((doc_ids, query_ids))
+    query_ids, doc_ids = query_ids[order], doc_ids[order]
+    distinct = np.ones(len(query_ids), bool)
+    distinct[1:] = (query_ids[1:] != query_ids[:-1]) | (doc_ids[1:] != doc_ids[:-1])
+    return DocumentIndex(query_ids[distinct], doc_ids[distinct])
+
+
+def count_log_parts(path, list_size: int, engine, *, by_intervention: bool = False, by_previous_click: bool = False,
+                    batch_size: int = 65_536, keep=None, documents: DocumentIndex | None = None) -> ClickCounts:
+    """:meth:`ClickCounts.from_log` as a map over the log's Parquet parts and a sum (``keep``: session ids ->
+    bool, the sessions counted; ``documents``: the numbering, default the log's pairs)."""
+    from .logs import click_log_files
+
+    files = click_log_files(path)  # checks the manifest once, for every task
+    if documents is None:
+        documents = document_index_of_parts(files, list_size, engine, batch_size=batch_size, keep=keep)
+    parts = engine.map(_part_counts, files, shared={
+        "list_size": list_size, "documents": documents, "by_intervention": by_intervention,
+        "by_previous_click": by_previous_click, "batch_size": batch_size, "keep": keep})
+    counts = ClickCounts.merge(parts, by_previous_click=by_previous_click)
+    counts.documents = documents
+    return counts
+
+
+def _part_batches(file, list_size: int, batch_size: int, keep, columns=()):
+    for batch in iter_click_log(file, batch_size, list_size, columns=columns):
+        if keep is not None:
+            batch.row_valid &= keep(batch.session_id)
+        yield batch
+
+
+def _part_pairs(file, *, list_size: int, batch_size: int, keep) -> tuple[np.ndarray, np.ndarray]:
+    """One engine task: the distinct (query_id, doc_id) pairs of a part."""
+    index = DocumentIndex.from_batches(_part_batches(file, list_size, batch_size, keep))
+    return index.query_ids, index.doc_ids
+
+
+def _part_counts(file, *, list_size: int, documents: DocumentIndex, by_intervention: bool, by_previous_click: bool,
+                 batch_size: int, keep) -> ClickCounts:
+    """One engine task: the cell counts of a part over the whole log's document numbering."""
+    columns = ("intervention",) if by_intervention else ()
+    counts = ClickCounts.from_batches(_part_batches(file, list_size, batch_size, keep, columns), list_size,
+                                      documents, by_intervention=by_intervention, by_previous_click=by_previous_click)
+    counts.documents = None  # the caller has it: do not send it back
+    return counts
 
 
 def _previous_click_rank(clicks: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -192,7 +269,12 @@ def aggregate_cells_from_arrays(batches: Iterable[tuple], num_documents: int, li
         keys, n, c = _merge(keys_n)
     else:
         keys, n, c = np.zeros(0, np.int64), np.zeros(0), np.zeros(0)
+    return _from_cell_keys(keys, n, c, num_documents, K, R, sessions)
+
+
+def _from_cell_keys(keys, n, c, num_documents: int, K: int, R: int, sessions: dict, documents=None) -> ClickCounts:
+    num_cells = (num_documents + 1) * K * R
     block, cell = keys // num_cells, keys % num_cells
     return ClickCounts(
         doc=cell // (R * K), rank=(cell // R) % K, previous=cell % R, intervention=block,
-        impressions=n, clicks=c, num_documents=num_documents, list_size=K, sessions=sessions)
+        impressions=n, clicks=c, num_documents=num_documents, list_size=K, sessions=sessions, documents=documents)

@@ -16,6 +16,7 @@ import optax
 import pyarrow as pa
 
 from ._base import DOCUMENT, ClickModel
+from .counts import count_log_parts, document_index_of_parts
 from .evaluation import evaluate
 from .fitting import FitResult, LogSource, fit_counting, fit_em, fit_gradient, fitting_methods, held_out_split
 from .logs import (
@@ -23,6 +24,7 @@ from .logs import (
     DocumentIndex,
     atomic_write_json,
     atomic_write_parquet,
+    click_log_files,
     count_clicks,
     count_sessions,
     infer_list_size,
@@ -110,7 +112,7 @@ def _fit_by_gradient(cls, train, validation, num_documents, K, settings, callbac
 def fit_log(logs: str | Path, model: str | type[ClickModel] = "pbm", method: str = "em", *,
             validation_fraction: float = 0.1, batch_size: int = 65_536, max_iterations: int = 500,
             tolerance: float = 1e-5, epochs: int = 200, learning_rate: float = 0.1, patience: int = 10,
-            seed: int = 0, callback: Callable[[dict], None] | None = None) -> FittedLog:
+            seed: int = 0, callback: Callable[[dict], None] | None = None, engine=None) -> FittedLog:
     """Fit ``model`` to the click log at ``logs`` and evaluate it on held-out sessions.
 
     Args:
@@ -120,6 +122,8 @@ def fit_log(logs: str | Path, model: str | type[ClickModel] = "pbm", method: str
       validation_fraction: share of sessions (hashed by id with ``seed``) held out for the metrics and
         for early stopping of the gradient fit; 0 holds none out.
       callback: called with each iteration's (EM) or epoch's (gradient) history entry.
+      engine: runs the counting passes part by part (:mod:`click_models.engine`): the document numbering, and
+        the cells of PBM and UBM by EM; the result equals the local engine's.
     """
     cls = CLICK_MODELS.resolve(model)
     methods = fitting_methods(cls)
@@ -138,8 +142,15 @@ def fit_log(logs: str | Path, model: str | type[ClickModel] = "pbm", method: str
             batch.row_valid &= is_train(batch.session_id)
             yield batch
 
-    documents = DocumentIndex.from_batches(train_batches())
+    distributed = engine is not None and engine.name != "local"
+    if distributed:
+        documents = document_index_of_parts(click_log_files(logs), K, engine, batch_size=batch_size, keep=is_train)
+    else:
+        documents = DocumentIndex.from_batches(train_batches())
     train = LogSource(logs, documents, batch_size, K, keep=is_train)
+    if distributed and cls.cell_em is not None and method == "em":  # the cells counted by the engine
+        train.cells = count_log_parts(logs, K, engine, by_previous_click=cls.cell_em == "previous_click",
+                                      batch_size=batch_size, keep=is_train, documents=documents)
     validation = LogSource(logs, documents, batch_size, K, keep=is_held_out) if validation_fraction > 0 else None
     started = time.perf_counter()
     settings = {"max_iterations": max_iterations, "tolerance": tolerance, "epochs": epochs,

@@ -64,13 +64,16 @@ class LogSource:
 
     Each iteration re-reads the log, so memory stays at one batch.
     ``keep`` optionally selects sessions (``session_id [B] -> bool [B]``),
-    e.g. a train/held-out split.
+    e.g. a train/held-out split. ``cells``: the source's cell counts
+    (:class:`~click_models.counts.ClickCounts`) when an engine counted them
+    already; cell EM then skips its counting pass.
     """
 
     def __init__(self, path, documents: DocumentIndex, batch_size: int = 65_536, list_size: int | None = None,
                  keep: Callable[[np.ndarray], np.ndarray] | None = None):
         self.path, self.documents, self.batch_size = path, documents, batch_size
         self.list_size, self.keep = list_size, keep
+        self.cells = None
 
     def __iter__(self) -> Iterator[SessionBatch]:
         for batch in iter_click_log(self.path, self.batch_size, self.list_size, columns=()):
@@ -197,8 +200,11 @@ def aggregate_cells(source: Iterable[SessionBatch], num_documents: int, list_siz
 
     Returns ``(doc, rank, previous, impressions, clicks)`` arrays over the
     non-empty cells; one pass over the source (:mod:`click_models.counts`, the
-    aggregation the propensity estimators share).
+    aggregation the propensity estimators share), or the counts the source carries.
     """
+    counted = getattr(source, "cells", None)
+    if counted is not None:
+        return counted.doc, counted.rank, counted.previous, counted.impressions, counted.clicks
 
     def arrays():
         for batch in source:

@@ -22,6 +22,7 @@ import math
 import shutil
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -327,6 +328,15 @@ class Simulator:
         self.query_probabilities = weights / weights.sum()
         self._chunk_fn = self._build()
 
+    def __getstate__(self):  # a Ray task gets the simulator without its compiled function, and compiles its own
+        state = dict(self.__dict__)
+        state.pop("_chunk_fn", None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._chunk_fn = self._build()
+
     # ------------------------------------------------------------------ the jit-compiled core
     def _build(self) -> Callable:
         cfg, K = self.config, self.config.list_size
@@ -459,7 +469,7 @@ class Simulator:
         )
 
     def run(self, out_dir, num_sessions: int, chunk_size: int = 100_000, rows_per_file: int = 1_000_000,
-            progress: bool = True, workers: int = 2, overwrite: bool = False) -> dict:
+            progress: bool = True, workers: int = 2, overwrite: bool = False, engine=None) -> dict:
         """Simulate ``num_sessions`` sessions into a click-log directory ``out_dir``.
 
         Sessions ``[i * rows_per_file, (i + 1) * rows_per_file)`` go to
@@ -470,6 +480,11 @@ class Simulator:
         old log stays whole until the new one replaces it. A second writer of the same
         ``out_dir`` is refused. Returns a summary (sessions/s, CTR per rank), also
         written to ``simulation.json`` with the configuration.
+
+        ``engine`` (:mod:`click_models.engine`; None or ``local``: this process) runs the parts elsewhere:
+        with ``ray``, one Ray task per part writes it into the staging directory, which must then be on a
+        file system every worker sees. Every session's randomness comes from its index, so the log's bytes are
+        the same whatever the engine and its number of workers.
         """
         if num_sessions < 1:
             raise ValueError(f"num_sessions must be positive, got {num_sessions}")
@@ -484,18 +499,17 @@ class Simulator:
             raise OSError(errno.ENOSPC, f"{num_sessions:,} sessions need about {needed / 2**20:,.1f} MiB; "
                                         f"{out_dir.parent} has {free / 2**20:,.1f} MiB free")
         with writer_lock(out_dir), staged_directory(out_dir, overwrite=overwrite) as stage:
-            summary = self._run_into(stage, num_sessions, chunk_size, rows_per_file, progress, workers)
+            summary = self._run_into(stage, num_sessions, chunk_size, rows_per_file, progress, workers, engine)
             write_manifest(stage, {"sessions": num_sessions, "seed": self.seed}, digests=summary.pop("sha256"))
         return summary
 
     def _run_into(self, out_dir: Path, num_sessions: int, chunk_size: int, rows_per_file: int, progress: bool,
-                  workers: int) -> dict:
+                  workers: int, engine=None) -> dict:
         from tqdm import tqdm
 
         rows_per_file = max(1, rows_per_file)
         chunk_size = max(1, min(chunk_size, num_sessions, rows_per_file))
         meta = self.metadata()
-        K = self.config.list_size
         compile_started = time.perf_counter()
         self.simulate_chunk(0, 1, padded_size=chunk_size)  # compile once, outside the timing
         compile_seconds = time.perf_counter() - compile_started
@@ -503,75 +517,23 @@ class Simulator:
         ranges = [(i, start, min(start + rows_per_file, num_sessions))
                   for i, start in enumerate(range(0, num_sessions, rows_per_file))]
         bar = tqdm(total=num_sessions, unit="sessions", unit_scale=True, disable=not progress, desc="simulate")
-        workers = max(1, min(workers, len(ranges)))
-        # one long-lived writer thread per worker: fresh threads per file would each grow a malloc arena
-        io_pools = [concurrent.futures.ThreadPoolExecutor(max_workers=1) for _ in range(workers)]
-        free_pools = list(io_pools)
-        pools_lock = threading.Lock()
+        from click_models.engine import make_engine
 
-        def produce(file_index: int, first: int, stop: int):
-            with pools_lock:
-                io = free_pools.pop()
-            try:
-                return produce_with(io, file_index, first, stop)
-            finally:
-                with pools_lock:
-                    free_pools.append(io)
-
-        def produce_with(io, file_index: int, first: int, stop: int):
-            clicks = np.zeros(K)
-            shown = np.zeros(K)
-            final = out_dir / f"part-{file_index:05d}.parquet"
-            state = {"writer": None}
-
-            def write(arrays, size, tmp):
-                # encoding and writing (pyarrow, GIL released) overlaps the next chunk's simulation
-                table = sessions_to_table(
-                    arrays["session_id"], arrays["query_id"], arrays["doc_ids"], arrays["clicks"],
-                    arrays["mask"], labels=arrays["labels"], examination=arrays["examination"],
-                    policy=arrays["policy"], intervention=arrays["intervention"], with_positions=False,
-                    candidates=arrays.get("candidates"), candidate_mask=arrays.get("candidate_mask"))
-                if state["writer"] is None:
-                    state["writer"] = pq.ParquetWriter(tmp, table.schema, compression="snappy", use_dictionary=False)
-                state["writer"].write_table(table)
-                bar.update(size)
-
-            with atomic_path(final) as tmp:
-                try:
-                    pending = None
-                    for start in range(first, stop, chunk_size):
-                        if cancelled.is_set():  # the run failed or was interrupted elsewhere: stop early
-                            raise RuntimeError("simulation cancelled")
-                        size = min(chunk_size, stop - start)
-                        arrays = self.simulate_chunk(start, size, padded_size=chunk_size)
-                        clicks += arrays["clicks"].sum(0)
-                        shown += arrays["mask"].sum(0)
-                        if pending is not None:
-                            pending.result()
-                        pending = io.submit(write, arrays, size, tmp)
-                    if pending is not None:
-                        pending.result()
-                finally:
-                    if state["writer"] is not None:
-                        state["writer"].close()
-                digest = file_sha256(tmp)  # while the other worker simulates: the manifest needs no re-read
-            return final, clicks, shown, digest
-
-        cancelled = threading.Event()
+        owned = isinstance(engine, str)  # an engine made here from its name is closed here
+        engine = make_engine(engine or "local")
         try:
-            with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
-                futures = [pool.submit(produce, *r) for r in ranges]
-                try:
-                    results = [f.result() for f in futures]
-                except BaseException:
-                    cancelled.set()  # workers stop at their next chunk instead of finishing the whole log
-                    for future in futures:
-                        future.cancel()
-                    raise
+            if engine.name != "local":
+                results = engine.map(_simulate_part, ranges, shared={"simulator": self, "out_dir": out_dir,
+                                                                     "chunk_size": chunk_size},
+                                     progress=lambda result: bar.update(result[4]))
+                for stray in out_dir.glob(".*.tmp"):  # the temporary file of a task whose worker died
+                    stray.unlink(missing_ok=True)
+            else:
+                results = self._run_threads(out_dir, ranges, chunk_size, workers, bar)
         finally:
             bar.close()
-            for io in io_pools:
-                io.shutdown(wait=True)
+            if owned:
+                engine.close()
         elapsed = time.perf_counter() - started
         clicks_per_rank = sum(r[1] for r in results)
         shown_per_rank = sum(r[2] for r in results)
@@ -584,5 +546,97 @@ class Simulator:
             "files": [r[0].name for r in results],
             "sha256": {r[0].name: r[3] for r in results},
         }
+        if engine.name != "local":
+            summary["engine"] = engine.describe()
         dataclasses.replace(meta, summary=summary).write(out_dir)
         return summary
+
+    def _run_threads(self, out_dir: Path, ranges: list, chunk_size: int, workers: int, bar) -> list:
+        """The local engine: ``workers`` parts at a time in threads, each with its own writer thread."""
+        workers = max(1, min(workers, len(ranges)))
+        # one long-lived writer thread per worker: fresh threads per file would each grow a malloc arena
+        io_pools = [concurrent.futures.ThreadPoolExecutor(max_workers=1) for _ in range(workers)]
+        free_pools = list(io_pools)
+        pools_lock = threading.Lock()
+        cancelled = threading.Event()
+
+        def produce(item):
+            with pools_lock:
+                io = free_pools.pop()
+            try:
+                return write_part(self, out_dir, item, chunk_size, io=io, on_chunk=bar.update, cancelled=cancelled)
+            finally:
+                with pools_lock:
+                    free_pools.append(io)
+
+        try:
+            with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+                futures = [pool.submit(produce, r) for r in ranges]
+                try:
+                    return [f.result() for f in futures]
+                except BaseException:
+                    cancelled.set()  # workers stop at their next chunk instead of finishing the whole log
+                    for future in futures:
+                        future.cancel()
+                    raise
+        finally:
+            for io in io_pools:
+                io.shutdown(wait=True)
+
+
+def write_part(simulator: Simulator, out_dir: Path, item: tuple[int, int, int], chunk_size: int, *, io=None,
+               on_chunk=None, cancelled: threading.Event | None = None) -> tuple:
+    """Simulate sessions ``first .. stop - 1`` of ``item = (file_index, first, stop)`` into
+    ``out_dir/part-{file_index:05d}.parquet`` (atomically), chunk by chunk; the encoding of one chunk (on the
+    ``io`` thread) overlaps the simulation of the next. Returns ``(path, clicks [K], shown [K], sha256,
+    sessions)``."""
+    file_index, first, stop = item
+    K = simulator.config.list_size
+    clicks, shown = np.zeros(K), np.zeros(K)
+    final = Path(out_dir) / f"part-{file_index:05d}.parquet"
+    state = {"writer": None}
+    own_io = io is None
+    io = concurrent.futures.ThreadPoolExecutor(max_workers=1) if own_io else io
+
+    def write(arrays, size, tmp):
+        # encoding and writing (pyarrow, GIL released) overlaps the next chunk's simulation
+        table = sessions_to_table(
+            arrays["session_id"], arrays["query_id"], arrays["doc_ids"], arrays["clicks"],
+            arrays["mask"], labels=arrays["labels"], examination=arrays["examination"],
+            policy=arrays["policy"], intervention=arrays["intervention"], with_positions=False,
+            candidates=arrays.get("candidates"), candidate_mask=arrays.get("candidate_mask"))
+        if state["writer"] is None:
+            state["writer"] = pq.ParquetWriter(tmp, table.schema, compression="snappy", use_dictionary=False)
+        state["writer"].write_table(table)
+        if on_chunk is not None:
+            on_chunk(size)
+
+    try:
+        with atomic_path(final) as tmp:
+            try:
+                pending = None
+                for start in range(first, stop, chunk_size):
+                    if cancelled is not None and cancelled.is_set():  # the run failed elsewhere: stop early
+                        raise RuntimeError("simulation cancelled")
+                    size = min(chunk_size, stop - start)
+                    arrays = simulator.simulate_chunk(start, size, padded_size=chunk_size)
+                    clicks += arrays["clicks"].sum(0)
+                    shown += arrays["mask"].sum(0)
+                    if pending is not None:
+                        pending.result()
+                    pending = io.submit(write, arrays, size, tmp)
+                if pending is not None:
+                    pending.result()
+            finally:
+                if state["writer"] is not None:
+                    state["writer"].close()
+            digest = file_sha256(tmp)  # while the other worker simulates: the manifest needs no re-read
+    finally:
+        if own_io:
+            io.shutdown(wait=True)
+    return final, clicks, shown, digest, stop - first
+
+
+def _simulate_part(item, *, simulator: Simulator, out_dir: Path, chunk_size: int) -> tuple:
+    """One engine task: a part of the log (see :func:`write_part`)."""
+    return write_part(simulator, out_dir, item, chunk_size)

@@ -10,6 +10,7 @@ config, with an error for every option the chosen learner does not use.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 from pathlib import Path
@@ -83,6 +84,8 @@ class TrainConfig:
                          requirement="a metric such as ndcg@10")
     chunk_size: int = option(131_072, "sessions read from the log at a time", check=positive,
                              requirement="positive")
+    devices: int = option(1, "local devices each batch is split over (data-parallel, parameters replicated; 1: "
+                             "one device)", check=positive, requirement="positive")
     learner_options: dict = dataclasses.field(default_factory=dict)
 
     @property
@@ -324,11 +327,44 @@ class NonFiniteLossError(ValueError):
     """The training loss became NaN or infinite."""
 
 
+def data_parallel_mesh(devices: int) -> jax.sharding.Mesh | None:
+    """A one-axis (``"data"``) mesh over the first ``devices`` local devices; None for one device.
+
+    On a CPU, ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` (set before JAX starts) gives N devices;
+    across hosts, call ``jax.distributed.initialize`` first (docs/scale.md).
+    """
+    if devices == 1:
+        return None
+    local = jax.local_devices()
+    if devices > len(local):
+        raise ValueError(f"devices: {devices} asked for, this process has {len(local)} "
+                         f"({local[0].platform}); on a CPU set XLA_FLAGS=--xla_force_host_platform_device_count="
+                         f"{devices} before starting")
+    return jax.sharding.Mesh(np.asarray(local[:devices]), ("data",))
+
+
+def _shard_batch(batch, mesh: jax.sharding.Mesh):
+    """Every array of a batch split along its first (batch) axis over the mesh's ``data`` axis."""
+    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
+    size = mesh.devices.size
+
+    def place(x):
+        if x is None:
+            return None
+        if np.ndim(x) == 0 or np.shape(x)[0] % size:
+            raise ValueError(f"devices: a batch of {np.shape(x)[0] if np.ndim(x) else 1} rows does not split over "
+                             f"{size} devices; give a batch size that is a multiple of {size}")
+        return jax.device_put(np.asarray(x), sharding)
+
+    return type(batch)(*(place(x) for x in batch))
+
+
 def train_learner(learner: Learner, optimizer: optax.GradientTransformation, batches: Callable[[int], Iterable],
                   table: jax.Array, *, validation: Callable[[Learner], float] | None = None, epochs: int = 1,
                   max_steps: int | None = None, eval_every: int = 250, patience: int = 8,
                   metric: str = "validation", progress: bool = False, total: int | None = None,
-                  callback: Callable[[dict], None] | None = None, description: str = "train") -> TrainLog:
+                  callback: Callable[[dict], None] | None = None, description: str = "train",
+                  mesh: jax.sharding.Mesh | None = None) -> TrainLog:
     """Train ``learner`` in place with ``optimizer`` on ``batches(epoch)``.
 
     Args:
@@ -339,10 +375,20 @@ def train_learner(learner: Learner, optimizer: optax.GradientTransformation, bat
         best ranker is restored at the end (bias models keep their final state) and training
         stops after ``patience`` evaluations without improvement.
       epochs, max_steps: passes over the batches, or a step budget (then passes repeat).
+      mesh: data-parallel training (:func:`data_parallel_mesh`): each batch is split over the mesh's devices
+        and the parameters, optimiser state and feature table are replicated; XLA sums the gradients across
+        devices, so the steps are those of one device on the same global batch, up to float rounding.
     """
     from tqdm import tqdm
 
     state = nnx.Optimizer(learner, optimizer, wrt=nnx.Param)
+    place = to_device
+    if mesh is not None:
+        replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+        for module in (learner, state):
+            nnx.update(module, jax.device_put(nnx.state(module), replicated))
+        table = jax.device_put(table, replicated)
+        place = functools.partial(_shard_batch, mesh=mesh)
     history: list[dict] = []
     best_value, best_state, stale, step = -math.inf, None, 0, 0
     bar = tqdm(total=max_steps or total, desc=description, unit="step", disable=not progress)
@@ -354,7 +400,7 @@ def train_learner(learner: Learner, optimizer: optax.GradientTransformation, bat
             learner.begin_pass(epoch)
             for batch in batches(epoch):
                 ran = True
-                losses.append(_train_step(learner, state, table, to_device(batch)))
+                losses.append(_train_step(learner, state, table, place(batch)))
                 step += 1
                 bar.update(1)
                 if step % eval_every == 0:
@@ -598,7 +644,7 @@ def train(logs, dataset: Dataset, config: TrainConfig, progress: bool = True,
     log = train_learner(learner, make_optimizer(config), batches, table, validation=validation,
                         epochs=config.epochs, max_steps=max_steps, eval_every=config.eval_every,
                         patience=config.patience, metric=config.metric, progress=progress, total=total,
-                        callback=callback, description=f"train {cls.name}")
+                        callback=callback, description=f"train {cls.name}", mesh=data_parallel_mesh(config.devices))
     vali_metrics, _ = evaluate_learner(learner, vali_table, vali_lists, (config.metric,), grade)
     test_metrics, test_scores = evaluate_learner(learner, test_table, test_lists, test_metrics_names,
                                                  max_label=grade)

@@ -100,3 +100,36 @@ def check_identifiability(command: str, logs, require: bool) -> dict:
         print(f"ultr {command}: warning: {warning}; see docs/propensity.md#identifiability "
               "(--require-identifiable makes this an error)", file=sys.stderr)
     return graph.to_json()
+
+
+def add_engine_arguments(parser, what: str) -> None:
+    """``--engine``, ``--ray-address`` and ``--ray-workers`` of the data-parallel commands (``what``: the pass the
+    engine runs, for the help text)."""
+    from click_models.engine import ENGINES
+
+    parser.add_argument("--engine", type=registry_choice(ENGINES), default="local",
+                        help=f"where {what} runs: {', '.join(ENGINES)} (one Ray task per Parquet part; needs the ray "
+                             "extra: pip install -e '.[ray]') (default: local)")
+    parser.add_argument("--ray-address", help="with --engine ray: the address of a running Ray cluster (ray://HOST:"
+                                              "10001 or auto) (default: start a local Ray instance)")
+    parser.add_argument("--ray-workers", type=positive_int,
+                        help="with --engine ray: tasks at once (default: every CPU of the Ray instance)")
+
+
+def check_engine_arguments(args) -> None:
+    """Refuse Ray flags without ``--engine ray`` (before any work)."""
+    if args.engine == "local":
+        for flag, value in (("--ray-address", args.ray_address), ("--ray-workers", args.ray_workers)):
+            if value is not None:
+                raise UsageError(f"{flag}: only the ray engine uses it (give --engine ray)")
+
+
+def engine_from_args(args):
+    """The engine the engine arguments ask for (close it when done), or a :class:`UsageError`."""
+    from click_models.engine import RayUnavailableError, make_engine
+
+    check_engine_arguments(args)
+    try:
+        return make_engine(args.engine, address=args.ray_address, workers=args.ray_workers)
+    except (RayUnavailableError, ValueError) as error:
+        raise UsageError(str(error)) from None

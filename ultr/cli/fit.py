@@ -13,8 +13,9 @@ from click_models import CLICK_MODELS
 from click_models._base import RANK, RANK_RANK
 from click_models.fit_log import FITTING_METHODS
 
-from .common import (UsageError, add_identifiability_argument, check_identifiability, fraction, non_negative_int,
-                     positive_int, refuse_output_inside_logs, registry_choice)
+from .common import (UsageError, add_engine_arguments, check_engine_arguments, add_identifiability_argument, check_identifiability,
+                     engine_from_args, fraction, non_negative_int, positive_int, refuse_output_inside_logs,
+                     registry_choice)
 
 
 #: options of one fitting method: name -> (type, default, method, help)
@@ -54,6 +55,7 @@ def add_parser(commands) -> None:
                      help="size of the built-in toy log, without --logs (default: 200000)")
     fit.add_argument("--seed", type=non_negative_int, default=0, help="default: 0")
     add_identifiability_argument(fit)
+    add_engine_arguments(fit, "the counting passes (the document numbering; PBM and UBM cells for em) run")
     fit.set_defaults(handler=run)
 
 
@@ -64,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
     from click_models.fitting import counting_models, fitting_methods
     from simulators.toy import write_toy_log
 
+    check_engine_arguments(args)
     model = CLICK_MODELS[args.click_model]
     if args.method not in fitting_methods(model):
         names = counting_models()
@@ -91,14 +94,16 @@ def run(args: argparse.Namespace) -> int:
     elif args.require_identifiable:
         raise UsageError(f"--require-identifiable: the {model.name} click model has no per-rank parameter")
     print(f"{logs}: fitting {model.name} by {args.method}")
-    with tqdm(desc=f"fit {model.name} ({args.method})", unit="it", leave=True) as bar:
+    engine = engine_from_args(args)
+    with engine, tqdm(desc=f"fit {model.name} ({args.method})", unit="it", leave=True) as bar:
         def progress(entry):
             bar.update(1)
             bar.set_postfix({k: f"{v:.5g}" for k, v in entry.items() if k not in ("iteration", "epoch")},
                             refresh=False)
 
         fitted = fit_log(logs, model, args.method, validation_fraction=args.validation_fraction,
-                         batch_size=args.batch_size, seed=args.seed, callback=progress, **settings)
+                         batch_size=args.batch_size, seed=args.seed, callback=progress, engine=engine,
+                         **settings)
     metrics, params = fitted.metrics, fitted.parameters
     values = [v for entry in fitted.result.history for v in entry.values()]
     if any(v == -np.inf for v in values):  # not a numerical failure: the model rules the log out

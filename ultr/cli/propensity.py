@@ -10,8 +10,8 @@ import numpy as np
 
 from ultr.estimators import ESTIMATORS
 
-from .common import (UsageError, add_identifiability_argument, check_identifiability, non_negative_int,
-                     refuse_output_inside_logs, registry_choice)
+from .common import (UsageError, add_engine_arguments, check_engine_arguments, add_identifiability_argument, check_identifiability,
+                     engine_from_args, non_negative_int, refuse_output_inside_logs, registry_choice)
 
 
 def add_parser(commands) -> None:
@@ -35,6 +35,7 @@ def add_parser(commands) -> None:
     propensity.add_argument("--plot", type=Path, help="draw the estimate against the true curve to this PNG")
     propensity.add_argument("--seed", type=non_negative_int, default=0, help="default: 0")
     add_identifiability_argument(propensity)
+    add_engine_arguments(propensity, "the log's impressions and clicks are counted")
     propensity.set_defaults(handler=run)
 
 
@@ -44,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from ultr.plots import plot_estimate
     from ultr.propensity import true_examination
 
+    check_engine_arguments(args)
     refuse_output_inside_logs(args.out, args.logs)
     if args.data is not None and not ESTIMATORS[args.estimator].needs_data:
         raise UsageError(f"--data: the {args.estimator} estimator does not use it (only estimators that train a "
@@ -56,8 +58,10 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as error:
         raise UsageError(str(error)) from None
     identifiability = check_identifiability("propensity", args.logs, args.require_identifiable)
+    engine = engine_from_args(args)
     try:
-        result = estimate(args.logs, args.estimator, data=args.data, bootstrap=replicates, seed=args.seed)
+        result = estimate(args.logs, args.estimator, data=args.data, bootstrap=replicates, seed=args.seed,
+                          engine=engine)
     except MissingInterventionError as error:
         print(f"ultr propensity: {error}", file=sys.stderr)
         return 2
@@ -65,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
         if isinstance(error, ClickLogError):  # a bad log: reported by main, exit 2
             raise
         raise UsageError(str(error)) from None
+    finally:
+        engine.close()
     payload = result.to_json()
     payload["bootstrap"] = replicates
     payload["identifiability"] = identifiability

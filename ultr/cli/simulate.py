@@ -13,7 +13,8 @@ from click_models.logs import ClickLogError
 from simulators.interventions import INTERVENTIONS
 from simulators.policies import POLICIES
 
-from .common import UsageError, non_negative_int, positive_int, registry_choice
+from .common import (UsageError, add_engine_arguments, check_engine_arguments, engine_from_args, non_negative_int, positive_int,
+                     registry_choice)
 
 NORMALIZATIONS = ["none", "minmax", "log1p", "log1p-minmax"]
 
@@ -77,6 +78,7 @@ def add_parser(commands) -> None:
                           help="sessions per Parquet part (default: 1000000)")
     simulate.add_argument("--out", type=Path, required=True, help="output directory for the Parquet files")
     simulate.add_argument("--overwrite", action="store_true", help="replace the click log already in OUT")
+    add_engine_arguments(simulate, "the parts of the log are simulated (the same bytes on every engine)")
     simulate.set_defaults(handler=run)
 
 
@@ -152,6 +154,7 @@ def run(args: argparse.Namespace) -> int:
     from simulators.datasets import load_dataset
     from simulators.simulation import Simulator
 
+    check_engine_arguments(args)
     config = simulation_config(args)
     out = args.out
     existing = sorted(out.glob("*.parquet")) if out.is_dir() else []
@@ -167,13 +170,16 @@ def run(args: argparse.Namespace) -> int:
         simulator = Simulator(dataset, config, seed=args.seed)
     except ValueError as error:
         raise UsageError(str(error)) from None
+    engine = engine_from_args(args)
     try:
         summary = simulator.run(out, args.sessions, chunk_size=args.chunk_size, rows_per_file=args.rows_per_file,
-                                overwrite=args.overwrite)
+                                overwrite=args.overwrite, engine=engine)
     except ValueError as error:
         if isinstance(error, ClickLogError):
             raise
         raise UsageError(str(error)) from None
+    finally:
+        engine.close()
     ctr = " ".join(f"{x:.3f}" for x in summary["ctr_per_rank"])
     print(f"{summary['sessions']:,} sessions in {summary['seconds']:.2f}s "
           f"({summary['sessions_per_second']:,.0f} sessions/s) -> {out} ({len(summary['files'])} files)")

@@ -25,12 +25,19 @@ from . import mixture  # noqa: E402, F401
 from . import models  # noqa: E402, F401
 
 
-def estimate(logs, estimator, *, data=None, bootstrap: int | None = None, seed: int = 0) -> PropensityEstimate:
+def estimate(logs, estimator, *, data=None, bootstrap: int | None = None, seed: int = 0,
+             engine=None) -> PropensityEstimate:
     """Run one estimator (name or instance) on the click log at ``logs``; ``bootstrap`` replicates for the
-    intervals (None: the estimator's default, ``Estimator.default_bootstrap``)."""
+    intervals (None: the estimator's default, ``Estimator.default_bootstrap``); ``engine``
+    (:mod:`click_models.engine`) runs the counting pass part by part."""
     instance = ESTIMATORS.lookup(estimator, "--estimator") if isinstance(estimator, str) else estimator
+    engine_given = engine is not None and engine.name != "local"
+    if engine_given and instance.needs_data:
+        raise ValueError(f"--engine {engine.name}: the {instance.name} estimator trains a ranker and has no counting "
+                         "pass to distribute (use --engine local)")
     try:
-        return instance.estimate_log(logs, data=data, bootstrap=bootstrap, seed=seed)
+        extra = {"engine": engine} if engine_given else {}
+        return instance.estimate_log(logs, data=data, bootstrap=bootstrap, seed=seed, **extra)
     except MissingInterventionError as error:
         raise MissingInterventionError(f"{Path(logs)}: {error}") from None
     except ClickLogError as error:

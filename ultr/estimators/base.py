@@ -74,10 +74,12 @@ class Estimator(abc.ABC):
             raise ValueError(f"--bootstrap: the {self.name} estimator reports no interval (give 0 or leave it out)")
         return bootstrap
 
-    def estimate_log(self, logs, *, data=None, bootstrap: int | None = None, seed: int = 0) -> PropensityEstimate:
-        """Read and count the log, then :meth:`estimate` (``bootstrap`` None: the estimator's default)."""
+    def estimate_log(self, logs, *, data=None, bootstrap: int | None = None, seed: int = 0,
+                     engine=None) -> PropensityEstimate:
+        """Read and count the log (``engine``: part by part, see :mod:`click_models.engine`), then
+        :meth:`estimate` (``bootstrap`` None: the estimator's default)."""
         bootstrap = self.replicates(bootstrap)
-        counts = ClickCounts.from_log(logs, by_intervention=self.by_intervention)
+        counts = ClickCounts.from_log(logs, by_intervention=self.by_intervention, engine=engine)
         if counts.num_sessions == 0:
             raise ClickLogError("the click log has no sessions")
         if counts.total_clicks == 0:

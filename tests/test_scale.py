@@ -1,0 +1,223 @@
+"""Scale-out: the Ray engine gives the local engine's bytes and counts, survives a lost worker, and data-parallel
+training over two devices equals one device (issue 15)."""
+
+import hashlib
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from click_models.engine import ENGINES, LocalEngine, make_engine
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _digests(directory: Path) -> dict:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(directory.glob("*.parquet"))}
+
+
+def test_local_engine_keeps_item_order_and_shares_arguments():
+    seen = []
+    engine = make_engine("local")
+    assert isinstance(engine, LocalEngine) and list(ENGINES) == ["local", "ray"]
+    assert engine.map(lambda item, scale: item * scale, [3, 1, 2], shared={"scale": 10}, progress=seen.append) == \
+        [30, 10, 20]
+    assert seen == [30, 10, 20]
+    with pytest.raises(ValueError, match="--ray-address"):
+        make_engine("local", address="auto")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["simulate", "--sessions", "10", "--out", "OUT", "--ray-address", "auto"], "--ray-address: only the ray engine"),
+    (["simulate", "--sessions", "10", "--out", "OUT", "--ray-workers", "2"], "--ray-workers: only the ray engine"),
+    (["propensity", "--logs", "OUT", "--estimator", "ctr", "--out", "x.json", "--engine", "spark"], "engine"),
+])
+def test_engine_flags_are_checked(tmp_path, capsys, argv, message):
+    from ultr.cli import main
+
+    argv = [str(tmp_path / "out") if a == "OUT" else a for a in argv]
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------- Ray
+@pytest.fixture(scope="module")
+def ray_cluster():
+    ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install -e '.[ray]')")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def simulation_setup(tmp_path_factory):
+    from simulators.datasets import load_dataset
+    from simulators.simulation import SimulationConfig
+
+    dataset = load_dataset("synthetic:queries=40,docs=15,features=6,seed=2")
+    config = SimulationConfig(click_model="pbm", list_size=5, policies=("plackett-luce",), intervention="swap",
+                              intervention_rate=0.5)
+    return dataset, config, tmp_path_factory.mktemp("scale")
+
+
+def _simulate(setup, name, engine=None, sessions=9_000):
+    from simulators.simulation import Simulator
+
+    dataset, config, root = setup
+    out = root / name
+    Simulator(dataset, config, seed=5).run(out, sessions, chunk_size=1_000, rows_per_file=4_000, progress=False,
+                                           engine=engine)
+    return out
+
+
+@pytest.mark.ray
+@pytest.mark.parametrize("workers", [1, 2])
+def test_ray_simulation_is_byte_identical_to_local(ray_cluster, simulation_setup, workers):
+    from click_models.engine import RayEngine
+    from click_models.logs import click_log_files
+
+    local = simulation_setup[2] / "local"
+    if not local.exists():
+        _simulate(simulation_setup, "local")
+    out = _simulate(simulation_setup, f"ray-{workers}", RayEngine(workers=workers))
+    assert len(click_log_files(out)) == 3  # the manifest lists and verifies every part
+    assert _digests(out) == _digests(local)
+    assert not list(out.glob(".*"))  # no temporary file left behind
+
+
+@pytest.mark.ray
+def test_ray_counts_estimates_and_fits_equal_local(ray_cluster, simulation_setup):
+    from click_models.counts import ClickCounts
+    from click_models.engine import RayEngine
+    from click_models.fit_log import fit_log
+    from ultr.estimators import estimate
+
+    logs = simulation_setup[2] / "local"
+    if not logs.exists():
+        _simulate(simulation_setup, "local")
+    engine = RayEngine(workers=2)
+    local = ClickCounts.from_log(logs, by_intervention=True)
+    distributed = ClickCounts.from_log(logs, by_intervention=True, engine=engine)
+    for field in ("doc", "rank", "previous", "intervention", "impressions", "clicks"):
+        np.testing.assert_array_equal(getattr(local, field), getattr(distributed, field))
+    assert local.sessions == distributed.sessions
+    np.testing.assert_array_equal(local.documents.doc_ids, distributed.documents.doc_ids)
+    for estimator in ("ctr", "swap"):
+        expected = estimate(logs, estimator, bootstrap=0)
+        np.testing.assert_array_equal(estimate(logs, estimator, bootstrap=0, engine=engine).examination,
+                                      expected.examination)
+    for model in ("pbm", "ubm"):
+        expected, got = fit_log(logs, model, max_iterations=30), fit_log(logs, model, max_iterations=30, engine=engine)
+        for name, table in expected.result.tables.items():
+            np.testing.assert_allclose(got.result.tables[name], table, rtol=1e-12, atol=0)
+        assert got.metrics["held_out_log_likelihood"] == pytest.approx(expected.metrics["held_out_log_likelihood"],
+                                                                        rel=1e-12)
+    with pytest.raises(ValueError, match="trains a ranker"):
+        estimate(logs, "dla", engine=engine)
+
+
+def _die_once(item, *, marker: str, task, **shared):
+    """Kill this worker process the first time it runs part 1 (a lost node), then work normally."""
+    if item[0] == 1 and not os.path.exists(marker):
+        Path(marker).touch()
+        os._exit(1)
+    return task(item, **shared)
+
+
+@pytest.mark.ray
+def test_a_lost_worker_task_is_retried_and_the_log_is_complete(ray_cluster, simulation_setup, tmp_path):
+    import ray.cloudpickle
+
+    from click_models.engine import RayEngine
+    from click_models.logs import click_log_files
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this test module
+
+    class LosingEngine(RayEngine):
+        def map(self, fn, items, *, shared=None, progress=None):
+            return super().map(_die_once, items, shared={**shared, "task": fn, "marker": str(tmp_path / "died")},
+                               progress=progress)
+
+    local = simulation_setup[2] / "local"
+    if not local.exists():
+        _simulate(simulation_setup, "local")
+    out = _simulate(simulation_setup, "ray-lost", LosingEngine(workers=2))
+    assert (tmp_path / "died").exists()  # a worker did die
+    assert len(click_log_files(out)) == 3
+    assert _digests(out) == _digests(local)
+
+
+def test_ray_engine_without_ray_is_one_clear_error(monkeypatch):
+    import builtins
+
+    from click_models.engine import RayUnavailableError
+
+    real_import = builtins.__import__
+
+    def no_ray(name, *args, **kwargs):
+        if name == "ray" or name.startswith("ray."):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_ray)
+    with pytest.raises(RayUnavailableError, match=r"pip install -e '.\[ray\]'"):
+        make_engine("ray")
+
+
+# ---------------------------------------------------------------------- devices
+TWO_DEVICE_SCRIPT = textwrap.dedent("""
+    import json, sys
+    import jax, numpy as np
+    from flax import nnx
+    from simulators.datasets import load_dataset
+    from simulators.simulation import SimulationConfig, Simulator
+    from ultr.training import TrainConfig, train
+
+    assert jax.local_device_count() == 2, jax.devices()
+    dataset = load_dataset("synthetic:queries=40,docs=12,features=6,seed=1")
+    Simulator(dataset, SimulationConfig(list_size=5), seed=0).run(sys.argv[1], 6_000, progress=False)
+    out = {}
+    for learner in ("ips", "dla"):
+        for devices in (1, 2):
+            config = TrainConfig(learner=learner, ranker="mlp", hidden=(16,), devices=devices, max_steps=20,
+                                 eval_every=10, batch_size=32, seed=3,
+                                 propensities="oracle" if learner == "ips" else None)
+            result = train(sys.argv[1], dataset, config, progress=False)
+            leaves = jax.tree.leaves(nnx.state(result.model, nnx.Param))
+            out[f"{learner}/{devices}"] = {"params": [np.asarray(x).tolist() for x in leaves],
+                                           "ndcg": result.test["ndcg@10"]}
+    print(json.dumps(out))
+""")
+
+
+@pytest.mark.slow
+def test_two_device_training_equals_one_device(tmp_path):
+    """Data-parallel training over 2 forced host devices gives the 1-device model (same seed, same global batch);
+    the flag must be set before JAX starts, hence a subprocess."""
+    import json
+
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
+    done = subprocess.run([sys.executable, "-c", TWO_DEVICE_SCRIPT, str(tmp_path / "logs")], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    for learner in ("ips", "dla"):
+        one, two = out[f"{learner}/1"], out[f"{learner}/2"]
+        assert len(one["params"]) == len(two["params"]) > 1
+        for a, b in zip(one["params"], two["params"]):
+            np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-5, atol=1e-6)
+        assert two["ndcg"] == pytest.approx(one["ndcg"], abs=1e-6)
+
+
+def test_too_many_devices_is_a_clear_error():
+    from ultr.training import data_parallel_mesh
+
+    assert data_parallel_mesh(1) is None
+    with pytest.raises(ValueError, match="xla_force_host_platform_device_count"):
+        data_parallel_mesh(64)
