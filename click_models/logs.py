@@ -307,18 +307,26 @@ def _alive(pid: int) -> bool:
 
 
 @contextlib.contextmanager
-def staged_directory(target: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+def staged_directory(target: str | os.PathLike, overwrite: bool = False,
+                     resume_key: str | None = None) -> Iterator[Path]:
     """Build a log directory beside ``target`` and swap it in only when the block succeeds.
 
     The old log (with ``overwrite``) stays whole and readable until the new one is complete; an
     interrupted build leaves only a hidden staging directory, removed by the next build. Hold
     :func:`writer_lock` around it.
+
+    ``resume_key`` (a digest of everything that defines the output) names the staging directory instead of
+    the process: a build killed without cleaning up (a lost machine, ``SIGKILL``) leaves it behind, and the next
+    build with the same key gets it back with the parts it had finished, so the writer can skip them. A build
+    that fails with an exception still removes its staging directory.
     """
     target = Path(target)
     parent = target.parent
+    stage = parent / (f".{target.name}.staging-{resume_key}" if resume_key else
+                      f".{target.name}.staging-{os.getpid()}")
     for orphan in parent.glob(f".{target.name}.staging-*"):
         pid = orphan.name.rsplit("-", 1)[-1]
-        if not (pid.isdigit() and _alive(int(pid))):
+        if orphan != stage and not (pid.isdigit() and _alive(int(pid))):
             shutil.rmtree(orphan, ignore_errors=True)
     if target.exists():
         if not target.is_dir():
@@ -329,9 +337,9 @@ def staged_directory(target: str | os.PathLike, overwrite: bool = False) -> Iter
             raise ClickLogError(f"{target} already holds a click log; use --overwrite or another --out")
         if content and not is_log:
             raise ClickLogError(f"{target}: the directory is not empty and holds no click log; choose another --out")
-    stage = parent / f".{target.name}.staging-{os.getpid()}"
-    shutil.rmtree(stage, ignore_errors=True)
-    stage.mkdir()
+    if resume_key is None:
+        shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir(exist_ok=True)
     try:
         yield stage
         old = parent / f".{target.name}.old-{os.getpid()}"

@@ -18,11 +18,12 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import errno
+import hashlib
+import json
 import math
 import shutil
 import threading
 import time
-import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -35,6 +36,7 @@ from click_models import CLICK_MODELS
 from click_models.labels import attraction_from_labels, satisfaction_from_labels  # noqa: F401 (re-exported)
 from click_models.logs import (
     atomic_path,
+    atomic_write_json,
     file_sha256,
     sessions_to_table,
     staged_directory,
@@ -477,7 +479,10 @@ class Simulator:
         is built in a hidden staging directory beside ``out_dir`` and swapped in when
         complete, with ``simulation.json`` and, last, ``manifest.json`` (parts, rows,
         SHA-256): an interrupted run leaves no partial log, and with ``overwrite`` the
-        old log stays whole until the new one replaces it. A second writer of the same
+        old log stays whole until the new one replaces it. A run killed without cleaning up
+        (``SIGKILL``, a lost machine) keeps its finished parts in the staging directory: the same
+        command again (same data, configuration, seed, sizes) checks them by SHA-256 and simulates only
+        the rest. A second writer of the same
         ``out_dir`` is refused. Returns a summary (sessions/s, CTR per rank), also
         written to ``simulation.json`` with the configuration.
 
@@ -498,7 +503,11 @@ class Simulator:
         if needed > free:
             raise OSError(errno.ENOSPC, f"{num_sessions:,} sessions need about {needed / 2**20:,.1f} MiB; "
                                         f"{out_dir.parent} has {free / 2**20:,.1f} MiB free")
-        with writer_lock(out_dir), staged_directory(out_dir, overwrite=overwrite) as stage:
+        chunk_size = max(1, min(chunk_size, num_sessions, max(1, rows_per_file)))
+        identity = {"metadata": dataclasses.asdict(self.metadata()), "sessions": num_sessions,
+                    "rows_per_file": rows_per_file, "chunk_size": chunk_size, "jax": jax.__version__}
+        resume_key = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        with writer_lock(out_dir), staged_directory(out_dir, overwrite=overwrite, resume_key=resume_key) as stage:
             summary = self._run_into(stage, num_sessions, chunk_size, rows_per_file, progress, workers, engine)
             write_manifest(stage, {"sessions": num_sessions, "seed": self.seed}, digests=summary.pop("sha256"))
         return summary
@@ -516,24 +525,30 @@ class Simulator:
         started = time.perf_counter()
         ranges = [(i, start, min(start + rows_per_file, num_sessions))
                   for i, start in enumerate(range(0, num_sessions, rows_per_file))]
-        bar = tqdm(total=num_sessions, unit="sessions", unit_scale=True, disable=not progress, desc="simulate")
+        finished = {r[0]: done for r in ranges if (done := finished_part(out_dir, r)) is not None}
+        todo = [r for r in ranges if r[0] not in finished]
+        bar = tqdm(total=num_sessions, unit="sessions", unit_scale=True, disable=not progress, desc="simulate",
+                   initial=sum(done[4] for done in finished.values()))
         from click_models.engine import make_engine
 
         owned = isinstance(engine, str)  # an engine made here from its name is closed here
         engine = make_engine(engine or "local")
         try:
             if engine.name != "local":
-                results = engine.map(_simulate_part, ranges, shared={"simulator": self, "out_dir": out_dir,
+                computed = engine.map(_simulate_part, todo, shared={"simulator": self, "out_dir": out_dir,
                                                                      "chunk_size": chunk_size},
                                      progress=lambda result: bar.update(result[4]))
-                for stray in out_dir.glob(".*.tmp"):  # the temporary file of a task whose worker died
-                    stray.unlink(missing_ok=True)
             else:
-                results = self._run_threads(out_dir, ranges, chunk_size, workers, bar)
+                computed = self._run_threads(out_dir, todo, chunk_size, workers, bar) if todo else []
         finally:
             bar.close()
             if owned:
                 engine.close()
+        finished.update((r[0], result) for r, result in zip(todo, computed))
+        results = [finished[r[0]] for r in ranges]
+        # the records of finished parts, and the temporary file of a task whose worker died (or of a killed run)
+        for leftover in [*out_dir.glob(".part-*.json"), *out_dir.glob(".*.tmp")]:
+            leftover.unlink(missing_ok=True)
         elapsed = time.perf_counter() - started
         clicks_per_rank = sum(r[1] for r in results)
         shown_per_rank = sum(r[2] for r in results)
@@ -544,6 +559,7 @@ class Simulator:
             "sessions_per_second": num_sessions / elapsed if elapsed > 0 else None,
             "ctr_per_rank": (clicks_per_rank / np.maximum(shown_per_rank, 1)).tolist(),
             "files": [r[0].name for r in results],
+            "resumed_parts": len(ranges) - len(todo),
             "sha256": {r[0].name: r[3] for r in results},
         }
         if engine.name != "local":
@@ -631,10 +647,29 @@ def write_part(simulator: Simulator, out_dir: Path, item: tuple[int, int, int], 
                 if state["writer"] is not None:
                     state["writer"].close()
             digest = file_sha256(tmp)  # while the other worker simulates: the manifest needs no re-read
+        # what a resumed run needs of a finished part, written once the part is in place
+        atomic_write_json({"sha256": digest, "clicks": clicks.tolist(), "shown": shown.tolist(),
+                           "sessions": stop - first}, Path(out_dir) / f".part-{file_index:05d}.json")
     finally:
         if own_io:
             io.shutdown(wait=True)
     return final, clicks, shown, digest, stop - first
+
+
+def finished_part(out_dir: Path, item: tuple[int, int, int]) -> tuple | None:
+    """The result of :func:`write_part` for a part an interrupted run finished (its bytes checked against the
+    SHA-256 it recorded), or None."""
+    file_index, first, stop = item
+    part, sidecar = Path(out_dir) / f"part-{file_index:05d}.parquet", Path(out_dir) / f".part-{file_index:05d}.json"
+    if not (part.is_file() and sidecar.is_file()):
+        return None
+    try:
+        record = json.loads(sidecar.read_text())
+        if record["sessions"] != stop - first or file_sha256(part) != record["sha256"]:
+            return None
+        return part, np.asarray(record["clicks"]), np.asarray(record["shown"]), record["sha256"], stop - first
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _simulate_part(item, *, simulator: Simulator, out_dir: Path, chunk_size: int) -> tuple:

@@ -76,6 +76,31 @@ def test_an_interrupted_simulation_leaves_no_log_and_a_rerun_succeeds(tmp_path, 
     assert count_sessions(out) == 5000 and (out / "manifest.json").exists()
 
 
+def test_a_killed_simulation_resumes_from_its_finished_parts(tmp_path):
+    """The same command after a SIGKILL keeps the parts the killed run finished (checked by SHA-256) and
+    simulates only the rest; the log has the bytes of an uninterrupted run."""
+    import hashlib
+
+    args = ["--sessions", "1200000", "--chunk-size", "20000", "--rows-per-file", "40000"]
+    out = tmp_path / "logs"
+    process = _long_simulation(out, *args[:2])
+    assert _wait_for(lambda: any(len(list(s.glob("part-*.parquet"))) >= 3 for s in _staging(out)))
+    process.kill()
+    process.wait(timeout=60)
+    (stage,) = _staging(out)
+    finished = len(list(stage.glob("part-*.parquet")))
+    rerun = _long_simulation(out, *args[:2])
+    assert rerun.wait(timeout=300) == 0, rerun.communicate()
+    summary = json.loads((out / "simulation.json").read_text())["summary"]
+    assert finished - 1 <= summary["resumed_parts"] <= finished and summary["resumed_parts"] >= 2
+    fresh = _long_simulation(tmp_path / "fresh", *args[:2])
+    assert fresh.wait(timeout=300) == 0
+    digests = [{p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(d.glob("*.parquet"))}
+               for d in (out, tmp_path / "fresh")]
+    assert digests[0] == digests[1] and len(digests[0]) == 30
+    assert not _staging(out) and not [p for p in out.iterdir() if p.name.startswith(".")]
+
+
 def test_an_interrupted_overwrite_leaves_the_old_log_whole(tmp_path):
     out = tmp_path / "logs"
     assert main(["simulate", "--data", DATA, "--sessions", "3000", "--out", str(out)]) == 0

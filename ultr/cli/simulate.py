@@ -180,6 +180,9 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(str(error)) from None
     finally:
         engine.close()
+    if summary.get("resumed_parts"):
+        print(f"resumed: {summary['resumed_parts']} of {len(summary['files'])} parts were finished by an interrupted "
+              "run of this command (checked by SHA-256)")
     ctr = " ".join(f"{x:.3f}" for x in summary["ctr_per_rank"])
     print(f"{summary['sessions']:,} sessions in {summary['seconds']:.2f}s "
           f"({summary['sessions_per_second']:,.0f} sessions/s) -> {out} ({len(summary['files'])} files)")
