@@ -139,7 +139,15 @@ def _pool(workers: int):
     return concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
 
 
-def _run_tasks(function, tasks: list[tuple], workers: int, on_done) -> None:
+def _apply(task: tuple, *, function):
+    """One engine task: ``function(*task)``."""
+    return function(*task)
+
+
+def _run_tasks(function, tasks: list[tuple], workers: int, on_done, engine=None) -> None:
+    if engine is not None and engine.name != "local":  # one Ray task per partition, results as they come
+        engine.map(_apply, tasks, shared={"function": function}, progress=on_done)
+        return
     if workers <= 1 or len(tasks) <= 1:
         for task in tasks:
             on_done(function(*task))
@@ -200,11 +208,13 @@ def features_table(documents, corpus: CorpusStatistics) -> pa.Table:
 
 def convert(raw: str | os.PathLike, out: str | os.PathLike, *, annotations: str | os.PathLike | None = None,
             workers: int = 1, skip_bad_lines: bool = False, progress: bool = False,
-            block_bytes: int = 16 << 20) -> dict:
+            block_bytes: int = 16 << 20, engine=None) -> dict:
     """Convert Baidu-ULTR partitions (and optionally the annotation file) into ``out`` (see module doc).
 
     Resumes: partitions finished by an earlier run with the same inputs are skipped. Returns the summary
-    written to ``out/baidu.json``.
+    written to ``out/baidu.json``. ``engine`` (:mod:`click_models.engine`; default: ``workers`` local
+    processes) runs a task per raw partition, then a task per partition's features; the corpus statistics
+    are the sum of the partitions' counts. With ``ray``, ``out`` must be on storage every worker sees.
     """
     from tqdm import tqdm
 
@@ -246,7 +256,7 @@ def convert(raw: str | os.PathLike, out: str | os.PathLike, *, annotations: str 
             bar.update()
 
         try:
-            _run_tasks(_convert_task, [(*t, skip_bad_lines, block_bytes) for t in todo], workers, finished)
+            _run_tasks(_convert_task, [(*t, skip_bad_lines, block_bytes) for t in todo], workers, finished, engine)
         finally:
             bar.close()
         # corpus statistics and the document id table of all partitions
@@ -260,7 +270,7 @@ def convert(raw: str | os.PathLike, out: str | os.PathLike, *, annotations: str 
         feature_bar = tqdm(total=len(parts), unit="partition", desc="features", disable=not progress)
         try:
             _run_tasks(partition_features, [(i, str(out), digest) for i in range(len(parts))], workers,
-                       lambda _: feature_bar.update())
+                       lambda _: feature_bar.update(), engine)
         finally:
             feature_bar.close()
         annotation_summary = None

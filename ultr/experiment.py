@@ -329,10 +329,13 @@ def _logs_key(data, simulation: SimulationConfig, sessions: int, seed: int) -> s
 
 
 def run_experiment(config: dict, out_root: Path = Path("runs"), progress: bool = True,
-                   log: Callable[[str], None] | None = None) -> pd.DataFrame:
+                   log: Callable[[str], None] | None = None, engine=None) -> pd.DataFrame:
     """Run every grid point and seed; write results and plots under ``out_root/<name>``.
 
-    ``log`` receives one line per step (the command line prints them).
+    ``log`` receives one line per step (the command line prints them). ``engine``
+    (:mod:`click_models.engine`; default: this process, one point after another) runs each (grid point, seed)
+    as a task: with ``ray``, as Ray tasks, whose lines arrive when each finishes; ``out_root`` must then be on
+    storage every worker sees. Results are written after every finished point either way.
     """
     from simulators.datasets import load_dataset
 
@@ -350,72 +353,104 @@ def run_experiment(config: dict, out_root: Path = Path("runs"), progress: bool =
     datasets = {}
     started = time.perf_counter()
     total = len(points) * len(config["seeds"])
-    done = 0
+    tasks = []
     for point in points:
         resolved = resolve(config, point)
         data = resolved["data"]
         if data not in datasets:
             datasets[data] = load_dataset(data, normalize=resolved.get("normalize"))
-        dataset = datasets[data]
-        simulation = _simulation_config(resolved["simulation"])
         for seed in resolved["seeds"]:
-            done += 1
             label = ", ".join(f"{k}={v}" for k, v in point.items()) or "default"
             key = (json.dumps(point, sort_keys=True, default=str), seed)
+            prefix = f"[{len(tasks) + 1}/{total}] {label}, seed {seed}"
             if key in finished:
-                say(f"[{done}/{total}] {label}, seed {seed}: done in an earlier run (results kept)")
+                say(f"{prefix}: done in an earlier run (results kept)")
+                tasks.append(None)
                 continue
-            replayed = resolved.get("logs") is not None
-            logs = Path(resolved["logs"]) if replayed else \
-                out / "logs" / _logs_key(dataset, simulation, resolved["sessions"], seed)
-            if replayed:
-                say(f"[{done}/{total}] {label}, seed {seed}: replaying {logs}")
-            elif not (logs / "manifest.json").exists():
-                say(f"[{done}/{total}] {label}, seed {seed}: simulating {resolved['sessions']:,} sessions")
-                Simulator(dataset, simulation, seed=seed).run(logs, resolved["sessions"], progress=False,
-                                                              overwrite=True)  # a cache entry left unfinished
-            else:
-                say(f"[{done}/{total}] {label}, seed {seed}: reusing cached logs {logs.name}")
-            truth = true_examination(logs)
-            if truth is not None and not truths:
-                truths.append(truth.tolist())
-            identifiable = None
-            if resolved["estimators"] or any(LEARNERS[learner].estimates for learner in resolved["learners"]):
-                graph = rank_graph_of_log(logs)  # Hager et al. (ICTIR 2025): can this log identify position bias?
-                identifiable = graph.connected
-                if not identifiable:
-                    say(f"    warning: {graph.warning()}")
-            for estimator in resolved["estimators"]:
-                result = estimate(logs, estimator, data=data, bootstrap=0, seed=seed)
-                error = float(np.nanmax(np.abs(result.examination - truth))) if truth is not None else None
-                propensities.append({**point, "seed": seed, "estimator": estimator,
-                                     "examination": result.examination.tolist(), "max_abs_error": error,
-                                     "identifiable": identifiable})
-                say(f"    {estimator:>12}: max error {error:.4f}" if error is not None else f"    {estimator}")
-            for learner in resolved["learners"]:
-                train_config = _train_config(resolved["training"], learner, seed)
-                result = train(logs, dataset, train_config, progress=False)
-                row = {**point, "sessions": resolved.get("sessions") or count_sessions(logs), "seed": seed,
-                       "learner": learner}
-                row.update(_test_metrics(result, resolved["metrics"]))
-                rows.append(row)
-                if result.propensities is not None and LEARNERS[learner].estimates == "propensities":
-                    error = float(np.max(np.abs(np.array(result.propensities) - truth))) if truth is not None else None
-                    propensities.append({**point, "seed": seed, "estimator": learner,
-                                         "examination": result.propensities, "max_abs_error": error,
-                                         "identifiable": identifiable})
-                say(f"    {learner:>14}: " + ", ".join(f"{m} {row[m]:.4f}" for m in resolved["metrics"]
-                                                    if row[m] is not None))
-            finished.add(key)
-            # every finished point is on disk: a run stopped later keeps it, and a rerun resumes after it
-            _write_tables(out, pd.DataFrame(rows), propensities, config, points, time.perf_counter() - started,
-                          truths, sorted(finished))
+            tasks.append({"point": point, "resolved": resolved, "seed": seed, "key": key, "prefix": prefix,
+                          "index": len(tasks)})
+    earlier_rows, earlier_propensities, earlier_truths = list(rows), list(propensities), list(truths)
+    results: dict[int, dict] = {}  # task index -> result: tables in grid order whatever order tasks finish in
+
+    def keep(result):  # every finished point is on disk: a run stopped later keeps it, and a rerun resumes after it
+        for line in result["lines"]:
+            say(line)
+        results[result["index"]] = result
+        truths[:] = earlier_truths or [r["truth"] for i in sorted(results) if (r := results[i])["truth"] is not None][:1]
+        rows[:] = earlier_rows + [row for i in sorted(results) for row in results[i]["rows"]]
+        propensities[:] = earlier_propensities + [row for i in sorted(results) for row in results[i]["propensities"]]
+        finished.add(tuple(result["key"]))
+        _write_tables(out, pd.DataFrame(rows), propensities, config, points, time.perf_counter() - started,
+                      truths, sorted(finished))
+
+    todo = [task for task in tasks if task is not None]
+    if engine is not None and engine.name != "local":
+        engine.map(_run_point, todo, shared={"datasets": datasets, "out": out}, progress=keep)
+    else:
+        for task in todo:
+            keep(_run_point(task, datasets=datasets, out=out, say=say))
     frame = pd.DataFrame(rows)
     table = write_results(out, frame, propensities, config, points, time.perf_counter() - started, truths,
                           sorted(finished))
     say(table)
     say(f"wrote {out}/results.csv, results.json, results.md and plots")
     return frame
+
+
+def _run_point(task: dict, *, datasets: dict, out: Path, say: Callable[[str], None] | None = None) -> dict:
+    """One grid point and seed: simulate (or reuse) its log, estimate, train every learner.
+
+    Returns its result rows, propensity rows, the log's true examination and, when ``say`` is None (an engine
+    task), the lines to print; with ``say``, the lines go there as they happen.
+    """
+    lines: list[str] = []
+    emit = say if say is not None else lines.append
+    point, resolved, seed, prefix = task["point"], task["resolved"], task["seed"], task["prefix"]
+    data = resolved["data"]
+    dataset = datasets[data]
+    simulation = _simulation_config(resolved["simulation"])
+    rows, propensities = [], []
+    replayed = resolved.get("logs") is not None
+    logs = Path(resolved["logs"]) if replayed else \
+        out / "logs" / _logs_key(dataset, simulation, resolved["sessions"], seed)
+    if replayed:
+        emit(f"{prefix}: replaying {logs}")
+    elif not (logs / "manifest.json").exists():
+        emit(f"{prefix}: simulating {resolved['sessions']:,} sessions")
+        Simulator(dataset, simulation, seed=seed).run(logs, resolved["sessions"], progress=False,
+                                                      overwrite=True)  # a cache entry left unfinished
+    else:
+        emit(f"{prefix}: reusing cached logs {logs.name}")
+    truth = true_examination(logs)
+    identifiable = None
+    if resolved["estimators"] or any(LEARNERS[learner].estimates for learner in resolved["learners"]):
+        graph = rank_graph_of_log(logs)  # Hager et al. (ICTIR 2025): can this log identify position bias?
+        identifiable = graph.connected
+        if not identifiable:
+            emit(f"    warning: {graph.warning()}")
+    for estimator in resolved["estimators"]:
+        result = estimate(logs, estimator, data=data, bootstrap=0, seed=seed)
+        error = float(np.nanmax(np.abs(result.examination - truth))) if truth is not None else None
+        propensities.append({**point, "seed": seed, "estimator": estimator,
+                             "examination": result.examination.tolist(), "max_abs_error": error,
+                             "identifiable": identifiable})
+        emit(f"    {estimator:>12}: max error {error:.4f}" if error is not None else f"    {estimator}")
+    for learner in resolved["learners"]:
+        train_config = _train_config(resolved["training"], learner, seed)
+        result = train(logs, dataset, train_config, progress=False)
+        row = {**point, "sessions": resolved.get("sessions") or count_sessions(logs), "seed": seed,
+               "learner": learner}
+        row.update(_test_metrics(result, resolved["metrics"]))
+        rows.append(row)
+        if result.propensities is not None and LEARNERS[learner].estimates == "propensities":
+            error = float(np.max(np.abs(np.array(result.propensities) - truth))) if truth is not None else None
+            propensities.append({**point, "seed": seed, "estimator": learner,
+                                 "examination": result.propensities, "max_abs_error": error,
+                                 "identifiable": identifiable})
+        emit(f"    {learner:>14}: " + ", ".join(f"{m} {row[m]:.4f}" for m in resolved["metrics"]
+                                                if row[m] is not None))
+    return {"key": task["key"], "index": task["index"], "rows": rows, "propensities": propensities, "lines": lines,
+            "truth": None if truth is None else truth.tolist()}
 
 
 def _test_metrics(result, metrics: list[str]) -> dict:

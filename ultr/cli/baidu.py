@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from .common import UsageError, positive_int
+from .common import UsageError, add_engine_arguments, check_engine_arguments, engine_from_args, positive_int
 
 
 def add_parser(commands) -> None:
@@ -37,16 +37,21 @@ def add_parser(commands) -> None:
     convert.add_argument("--block-mb", type=positive_int, default=16,
                          help="decompressed megabytes parsed at a time per worker (memory per worker)")
     convert.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_engine_arguments(convert, "the raw partitions are converted, a task each (local: --workers processes)")
     convert.set_defaults(handler=run_convert)
 
 
 def run_convert(args: argparse.Namespace) -> int:
     from simulators.baidu_convert import convert, convert_feather, raw_partitions
 
+    check_engine_arguments(args)
     if args.annotations is not None and not args.annotations.is_file():
         raise UsageError(f"--annotations {args.annotations}: no such file")
+    if args.engine != "local" and args.workers is not None:
+        raise UsageError("--workers: sizes the local engine's process pool (with --engine ray, --ray-workers)")
     if args.feather is not None:
-        for flag, given in (("--skip-bad-lines", args.skip_bad_lines), ("--workers", args.workers is not None)):
+        for flag, given in (("--skip-bad-lines", args.skip_bad_lines), ("--workers", args.workers is not None),
+                            ("--engine", args.engine != "local")):
             if given:
                 raise UsageError(f"{flag}: only for --raw partitions")
         summary = convert_feather(args.feather, args.out, annotations=args.annotations)
@@ -57,9 +62,10 @@ def run_convert(args: argparse.Namespace) -> int:
         return 0
     parts = raw_partitions(args.raw)
     workers = args.workers or min(os.cpu_count() or 1, len(parts))
-    summary = convert(args.raw, args.out, annotations=args.annotations, workers=workers,
-                      skip_bad_lines=args.skip_bad_lines, progress=not args.no_progress,
-                      block_bytes=args.block_mb << 20)
+    with engine_from_args(args) as engine:
+        summary = convert(args.raw, args.out, annotations=args.annotations, workers=workers,
+                          skip_bad_lines=args.skip_bad_lines, progress=not args.no_progress,
+                          block_bytes=args.block_mb << 20, engine=engine)
     total = summary["total"]
     print(f"{len(parts)} partitions, {total['sessions']:,} sessions read, {total['sessions_kept']:,} kept "
           f"({total['sessions_too_short']:,} with fewer than 5 documents dropped), {total['documents']:,} "

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from .common import add_engine_arguments, check_engine_arguments, engine_from_args
+
 
 def add_parser(commands) -> None:
     run_parser = commands.add_parser(
@@ -20,12 +22,14 @@ def add_parser(commands) -> None:
     )
     run_parser.add_argument("config", nargs="?", type=Path, help="experiment TOML file (see docs and examples/)")
     run_parser.add_argument("--out-root", type=Path, default=Path("runs"), help="default: runs")
+    add_engine_arguments(run_parser, "the grid points run (a Ray task per grid point and seed)")
     run_parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ultr.experiment import ConfigError, load_config, run_experiment, validate
 
+    check_engine_arguments(args)
     try:
         config = load_config(args.config)
         validate(config)
@@ -34,7 +38,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"ultr run: {where}{error}", file=sys.stderr)
         return 2
     try:
-        run_experiment(config, args.out_root, log=lambda line: print(line, flush=True))
+        with engine_from_args(args) as engine:
+            run_experiment(config, args.out_root, log=lambda line: print(line, flush=True), engine=engine)
     except ValueError as error:  # an input the checks before the run could not see (a log that cannot support it)
         print(f"ultr run: {error}", file=sys.stderr)
         return 2
