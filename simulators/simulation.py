@@ -24,6 +24,7 @@ import math
 import shutil
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Callable
 
@@ -285,6 +286,10 @@ def session_click_model(model, labels, shown, params: dict, max_label: int, eps_
                                                    eps_neg=eps_neg)
 
 
+#: per worker process: the compiled chunk function of each simulator sent to it (by the sender's identity)
+_COMPILED: dict = {}
+
+
 class Simulator:
     """Simulate click logs over the queries of one split (the training split by default)."""
 
@@ -328,6 +333,7 @@ class Simulator:
             weights = np.empty(Q)
             weights[order] = np.arange(1, Q + 1, dtype=np.float64) ** -config.powerlaw_exponent
         self.query_probabilities = weights / weights.sum()
+        self._identity = uuid.uuid4().hex
         self._chunk_fn = self._build()
 
     def __getstate__(self):  # a Ray task gets the simulator without its compiled function, and compiles its own
@@ -337,7 +343,12 @@ class Simulator:
 
     def __setstate__(self, state):
         self.__dict__.update(state)
-        self._chunk_fn = self._build()
+        identity = self._identity  # the tasks of one simulator share a worker's compiled function
+        if identity not in _COMPILED:
+            if len(_COMPILED) >= 4:  # keep the functions of a few simulators per worker process
+                _COMPILED.pop(next(iter(_COMPILED)))
+            _COMPILED[identity] = self._build()
+        self._chunk_fn = _COMPILED[identity]
 
     # ------------------------------------------------------------------ the jit-compiled core
     def _build(self) -> Callable:

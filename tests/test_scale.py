@@ -140,6 +140,7 @@ def test_ray_baidu_conversion_equals_local(ray_cluster, tmp_path):
 
 
 @pytest.mark.ray
+@pytest.mark.slow
 def test_ray_grid_points_give_the_local_results(ray_cluster, tmp_path):
     """ultr run with a Ray task per (grid point, seed): the same result table, in grid order."""
     from click_models.engine import RayEngine
