@@ -440,8 +440,10 @@ class ClickLogWriter:
 
 # ---------------------------------------------------------------------- reading
 def click_log_files(path: str | os.PathLike) -> list[Path]:
-    """The Parquet files of a click log (a file, or a directory of ``*.parquet``)."""
-    path = Path(path)
+    """The Parquet files of a click log (a file, or a directory of ``*.parquet``; a path or a ``file://`` URI)."""
+    from .storage import local_path
+
+    path = local_path(path)
     if path.is_dir():
         if (path / INCOMPLETE_NAME).exists():
             raise ClickLogError(f"{path}: the conversion that writes this log has not finished ({INCOMPLETE_NAME} "

@@ -371,15 +371,19 @@ def fingerprint(data: "RankingData") -> str:
 def load_dataset(spec: str, normalize: str | None = None, data_dir: str | os.PathLike | None = None) -> Dataset:
     """Resolve ``spec``: ``synthetic`` (or ``synthetic:queries=N,docs=N,features=N,seed=N``),
     ``baidu:DIR`` (a converted Baidu-ULTR directory; ``baidu:DIR:lexical`` names the feature set), a LETOR file or fold directory, or a registry name (see :mod:`simulators.registry`) already downloaded to ``data_dir``."""
+    from click_models.storage import is_uri, local_path
+
     if spec == "synthetic" or spec.startswith("synthetic:"):
         return synthetic_dataset(**_synthetic_options(spec))
+    if is_uri(spec):  # file:// (other filesystems: one clear error)
+        spec = str(local_path(spec))
     if spec.startswith("baidu:"):
         from .baidu import FEATURE_SETS, load_baidu_dataset
 
         target, _, features = spec[len("baidu:"):].rpartition(":")
         if not target or features not in FEATURE_SETS:  # no feature set named: the whole rest is the path
             target, features = spec[len("baidu:"):], "lexical"
-        return load_baidu_dataset(target, features)
+        return load_baidu_dataset(local_path(target), features)
     path = Path(spec)
     if path.exists():
         return load_letor_dataset(path, normalize=normalize)

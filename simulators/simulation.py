@@ -45,6 +45,8 @@ from click_models.logs import (
     writer_lock,
 )
 
+from click_models.storage import local_path
+
 from .datasets import Dataset, RankingData, fingerprint
 from .interventions import INTERVENTIONS
 from .metadata import LogMetadata

@@ -46,6 +46,31 @@ def test_engine_flags_are_checked(tmp_path, capsys, argv, message):
     assert message in capsys.readouterr().err
 
 
+def test_file_uris_work_everywhere_and_other_filesystems_are_refused(tmp_path, capsys):
+    """file:// URIs name local paths for every command (with the local guarantees); a filesystem without atomic
+    renames is one clear error, never a local folder named after the scheme."""
+    from click_models.storage import StorageError, local_path
+    from ultr.cli import main
+
+    uri = (tmp_path / "logs").as_uri()
+    assert main(["simulate", "--data", "synthetic:queries=30,docs=8,features=6,seed=1", "--sessions", "2000",
+                 "--out", uri]) == 0
+    assert (tmp_path / "logs" / "manifest.json").exists()
+    assert main(["propensity", "--logs", uri, "--estimator", "ctr", "--out", (tmp_path / "p.json").as_uri(),
+                 "--bootstrap", "0"]) == 0
+    assert (tmp_path / "p.json").exists()
+    assert main(["fit", "--logs", uri, "--out", (tmp_path / "fit").as_uri()]) == 0
+    assert (tmp_path / "fit" / "params.json").exists()
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--logs", "mock:///bucket/logs"])
+    assert exit_info.value.code == 2
+    assert "atomic renames" in capsys.readouterr().err
+    with pytest.raises(StorageError, match="atomic renames"):
+        local_path("mock:///bucket/logs")
+    assert local_path(uri) == tmp_path / "logs" and not list(tmp_path.glob("mock*"))
+
+
 # ---------------------------------------------------------------------- Ray
 @pytest.fixture(scope="module")
 def ray_cluster():

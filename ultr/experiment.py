@@ -50,6 +50,7 @@ from typing import Callable
 
 from click_models.identifiability import rank_graph_of_log
 from click_models.logs import atomic_write_json, atomic_write_text, count_sessions
+from click_models.storage import local_path
 from simulators.simulation import SimulationConfig, Simulator, simulation_config
 
 from .estimators import ESTIMATORS, estimate
@@ -411,7 +412,7 @@ def _run_point(task: dict, *, datasets: dict, out: Path, say: Callable[[str], No
     simulation = _simulation_config(resolved["simulation"])
     rows, propensities = [], []
     replayed = resolved.get("logs") is not None
-    logs = Path(resolved["logs"]) if replayed else \
+    logs = local_path(resolved["logs"]) if replayed else \
         out / "logs" / _logs_key(dataset, simulation, resolved["sessions"], seed)
     if replayed:
         emit(f"{prefix}: replaying {logs}")

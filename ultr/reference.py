@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 
 from click_models import CLICK_MODELS
+from click_models.engine import ENGINES
 from click_models.fitting import fitting_methods
 from simulators.interventions import INTERVENTIONS
 from simulators.policies import POLICIES
@@ -94,6 +95,12 @@ def markdown() -> str:
                                  "download": lambda e: "automatic" if e.value.url else "by hand (licence)"}),
         "",
         "`synthetic` (built in, no download) is a generated dataset: `synthetic:queries=Q,docs=D,features=F,seed=S`.",
+        "",
+        "## Engines (`--engine` of `ultr simulate`, `fit`, `propensity`, `run`, `baidu convert`)",
+        "",
+        ENGINES.markdown_table(),
+        "",
+        "See [scale.md](scale.md).",
         "",
     ]
     return "\n".join(sections)

@@ -6,6 +6,8 @@ import argparse
 import os
 from pathlib import Path
 
+from click_models.storage import path_argument
+
 from .common import UsageError, add_engine_arguments, check_engine_arguments, engine_from_args, positive_int
 
 
@@ -23,12 +25,12 @@ def add_parser(commands) -> None:
         ),
     )
     source = convert.add_mutually_exclusive_group(required=True)
-    source.add_argument("--raw", type=Path, help="directory of part-*.gz partitions (or one file)")
-    source.add_argument("--feather", type=Path, help="Hager et al.'s preprocessed release: a directory of .feather "
+    source.add_argument("--raw", type=path_argument, help="directory of part-*.gz partitions (or one file)")
+    source.add_argument("--feather", type=path_argument, help="Hager et al.'s preprocessed release: a directory of .feather "
                                                      "click files (or one file), with lexical features and the "
                                                      "768-value query-document embedding")
-    convert.add_argument("--out", type=Path, required=True, help="output directory")
-    convert.add_argument("--annotations", type=Path, help="the expert-annotation file (tab-separated, 6 columns; "
+    convert.add_argument("--out", type=path_argument, required=True, help="output directory")
+    convert.add_argument("--annotations", type=path_argument, help="the expert-annotation file (tab-separated, 6 columns; "
                                                           "with --feather: the release's annotation .feather file)")
     convert.add_argument("--workers", type=positive_int, default=None,
                          help="processes (default: the CPU count, at most the number of partitions)")

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from click_models.storage import path_argument
+
 from .common import UsageError
 
 
@@ -13,11 +15,11 @@ def add_parser(commands) -> None:
     datasets = commands.add_parser("datasets", help="list and download public learning-to-rank datasets")
     datasets_commands = datasets.add_subparsers(dest="datasets_command", required=True)
     listing = datasets_commands.add_parser("list", help="the registry, with what is downloaded")
-    listing.add_argument("--dir", type=Path, help="data directory (default $ULTR_DATA_DIR or ~/.cache/ultr/data)")
+    listing.add_argument("--dir", type=path_argument, help="data directory (default $ULTR_DATA_DIR or ~/.cache/ultr/data)")
     listing.set_defaults(handler=run_list)
     download = datasets_commands.add_parser("download", help="fetch, verify and extract a dataset")
     download.add_argument("name")
-    download.add_argument("--dir", type=Path, help="data directory (default $ULTR_DATA_DIR or ~/.cache/ultr/data)")
+    download.add_argument("--dir", type=path_argument, help="data directory (default $ULTR_DATA_DIR or ~/.cache/ultr/data)")
     download.add_argument("--url", help="another address for the archive (a mirror or a file:// copy)")
     download.add_argument("--sha256", help="the archive's expected SHA-256 (default: the registry's, where known)")
     download.set_defaults(handler=run_download)

@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from click_models.storage import path_argument
+
 import numpy as np
 
 from click_models import CLICK_MODELS
@@ -39,13 +41,13 @@ def add_parser(commands) -> None:
             "with the true ones in OUT/logs/true_params.json."
         ),
     )
-    fit.add_argument("--logs", type=Path, help="click log: a .parquet file or a directory of them")
+    fit.add_argument("--logs", type=path_argument, help="click log: a .parquet file or a directory of them")
     fit.add_argument("--click-model", type=registry_choice(CLICK_MODELS), default="pbm",
                      help=f"{', '.join(CLICK_MODELS)} (default: pbm)")
     fit.add_argument("--method", choices=list(FITTING_METHODS), default="em",
                      help="em (every model), counting (closed form, where the model has one) or gradient "
                           "(optax, every model) (default: em)")
-    fit.add_argument("--out", type=Path, help="output directory (default runs/fit-MODEL)")
+    fit.add_argument("--out", type=path_argument, help="output directory (default runs/fit-MODEL)")
     fit.add_argument("--validation-fraction", type=fraction, default=0.1,
                      help="share of sessions held out for early stopping and metrics (default: 0.1)")
     fit.add_argument("--batch-size", type=positive_int, default=65_536, help="sessions per batch (default: 65536)")

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from click_models.storage import path_argument
+
 import numpy as np
 
 from ultr.estimators import ESTIMATORS
@@ -24,15 +26,15 @@ def add_parser(commands) -> None:
             "takes the file (ultr train --propensities FILE)."
         ),
     )
-    propensity.add_argument("--logs", type=Path, required=True)
+    propensity.add_argument("--logs", type=path_argument, required=True)
     propensity.add_argument("--estimator", required=True, type=registry_choice(ESTIMATORS), metavar="ESTIMATOR",
                             help=", ".join(ESTIMATORS))
-    propensity.add_argument("--out", type=Path, required=True, help="output JSON file")
+    propensity.add_argument("--out", type=path_argument, required=True, help="output JSON file")
     propensity.add_argument("--data", help="dataset of the logs (the dla estimator trains a ranker on it)")
     defaults = ", ".join(f"{name} {ESTIMATORS[name].default_bootstrap}" for name in ESTIMATORS)
     propensity.add_argument("--bootstrap", type=non_negative_int,
                             help=f"bootstrap replicates (0: no intervals; default: the estimator's: {defaults})")
-    propensity.add_argument("--plot", type=Path, help="draw the estimate against the true curve to this PNG")
+    propensity.add_argument("--plot", type=path_argument, help="draw the estimate against the true curve to this PNG")
     propensity.add_argument("--seed", type=non_negative_int, default=0, help="default: 0")
     add_identifiability_argument(propensity)
     add_engine_arguments(propensity, "the log's impressions and clicks are counted")

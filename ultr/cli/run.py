@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from click_models.storage import path_argument
+
 from .common import add_engine_arguments, check_engine_arguments, engine_from_args
 
 
@@ -20,8 +22,8 @@ def add_parser(commands) -> None:
             "Naive, IPS, DLA, RegressionEM and the skyline over two seeds."
         ),
     )
-    run_parser.add_argument("config", nargs="?", type=Path, help="experiment TOML file (see docs and examples/)")
-    run_parser.add_argument("--out-root", type=Path, default=Path("runs"), help="default: runs")
+    run_parser.add_argument("config", nargs="?", type=path_argument, help="experiment TOML file (see docs and examples/)")
+    run_parser.add_argument("--out-root", type=path_argument, default=Path("runs"), help="default: runs")
     add_engine_arguments(run_parser, "the grid points run (a Ray task per grid point and seed)")
     run_parser.set_defaults(handler=run)
 

@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from click_models.storage import path_argument
+
 import numpy as np
 
 from click_models import CLICK_MODELS
@@ -33,7 +35,7 @@ def add_parser(commands) -> None:
     simulate.add_argument("--data", default="synthetic",
                           help="synthetic, a LETOR file, a fold directory (train/vali/test.txt) or a dataset name "
                                "(default: synthetic)")
-    simulate.add_argument("--config", type=Path, help="TOML or JSON file with simulation options")
+    simulate.add_argument("--config", type=path_argument, help="TOML or JSON file with simulation options")
     simulate.add_argument("--click-model", type=registry_choice(CLICK_MODELS),
                           help=f"{', '.join(CLICK_MODELS)} (default: pbm)")
     simulate.add_argument("--eta", type=float, help="position-bias severity: examination rho_k ** eta (default: 1)")
@@ -76,7 +78,7 @@ def add_parser(commands) -> None:
                           help="sessions per compiled chunk (default: 100000)")
     simulate.add_argument("--rows-per-file", type=positive_int, default=1_000_000,
                           help="sessions per Parquet part (default: 1000000)")
-    simulate.add_argument("--out", type=Path, required=True, help="output directory for the Parquet files")
+    simulate.add_argument("--out", type=path_argument, required=True, help="output directory for the Parquet files")
     simulate.add_argument("--overwrite", action="store_true", help="replace the click log already in OUT")
     add_engine_arguments(simulate, "the parts of the log are simulated (the same bytes on every engine)")
     simulate.set_defaults(handler=run)

@@ -11,6 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from click_models.storage import path_argument
+
 from ultr.learners import LEARNERS
 from ultr.options import OptionError, add_arguments
 
@@ -36,12 +38,12 @@ def add_parser(commands) -> None:
             "use is an error."
         ),
     )
-    train.add_argument("--logs", type=Path, help="click log directory or file (not needed for skyline)")
+    train.add_argument("--logs", type=path_argument, help="click log directory or file (not needed for skyline)")
     train.add_argument("--data", required=True, help="synthetic, a LETOR file, a fold directory, a dataset name or "
                                                      "baidu:DIR (a converted Baidu-ULTR directory)")
     train.add_argument("--learner", required=True, type=registry_choice(LEARNERS), metavar="LEARNER",
                        help=f"{', '.join(LEARNERS)}")
-    train.add_argument("--out", type=Path, required=True)
+    train.add_argument("--out", type=path_argument, required=True)
     train.add_argument("--normalize", choices=NORMALIZATIONS, default="none",
                        help="feature normalisation (default: none)")
     add_identifiability_argument(train)
