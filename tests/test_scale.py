@@ -285,3 +285,51 @@ def test_too_many_devices_is_a_clear_error():
     assert data_parallel_mesh(1) is None
     with pytest.raises(ValueError, match="xla_force_host_platform_device_count"):
         data_parallel_mesh(64)
+
+
+@pytest.mark.slow
+def test_two_processes_joined_by_jax_distributed_train_like_one(tmp_path):
+    """`ultr train` started on two "hosts" (processes on localhost joined by jax.distributed, one CPU device
+    each) trains the model of one process: the same test metrics, written once by process 0."""
+    import json
+    import socket
+
+    from ultr.cli import main
+
+    data = "synthetic:queries=40,docs=12,features=6,seed=1"
+    assert main(["simulate", "--data", data, "--list-size", "5", "--sessions", "6000", "--out",
+                 str(tmp_path / "logs")]) == 0
+    common = ["--logs", str(tmp_path / "logs"), "--data", data, "--learner", "ips", "--propensities", "oracle",
+              "--ranker", "mlp", "--hidden", "16", "--max-steps", "20", "--eval-every", "10", "--batch-size", "32",
+              "--seed", "3"]
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    env.pop("XLA_FLAGS", None)
+    distributed = ["--devices", "2", "--coordinator-address", f"127.0.0.1:{port}", "--num-processes", "2"]
+    processes = [subprocess.Popen([sys.executable, "-m", "ultr", "train", *common, "--out", str(tmp_path / "multi"),
+                                   *distributed, "--process-id", str(i)], env=env, cwd=ROOT,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in (0, 1)]
+    single = subprocess.run([sys.executable, "-m", "ultr", "train", *common, "--out", str(tmp_path / "one")], env=env,
+                            cwd=ROOT, capture_output=True, text=True, timeout=600)
+    outputs = [p.communicate(timeout=600) for p in processes]
+    assert single.returncode == 0, single.stderr[-2000:]
+    assert [p.returncode for p in processes] == [0, 0], [err[-2000:] for _, err in outputs]
+    one = json.loads((tmp_path / "one" / "metrics.json").read_text())["test"]
+    multi = json.loads((tmp_path / "multi" / "metrics.json").read_text())["test"]
+    assert multi == pytest.approx(one, abs=1e-6)
+    assert "wrote" in outputs[0][0] and "wrote" not in outputs[1][0]  # process 0 writes, process 1 does not
+
+
+def test_distributed_flags_are_checked(tmp_path, capsys):
+    from ultr.cli import main
+
+    base = ["train", "--data", "synthetic", "--learner", "skyline", "--out", str(tmp_path / "o")]
+    for extra, message in ((["--process-id", "1"], "go with --coordinator-address"),
+                           (["--coordinator-address", "127.0.0.1:1"], "needs --num-processes and --process-id"),
+                           (["--coordinator-address", "127.0.0.1:1", "--num-processes", "2", "--process-id", "2"],
+                            "must be below")):
+        with pytest.raises(SystemExit) as exit_info:
+            main(base + extra)
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err

@@ -84,8 +84,9 @@ class TrainConfig:
                          requirement="a metric such as ndcg@10")
     chunk_size: int = option(131_072, "sessions read from the log at a time", check=positive,
                              requirement="positive")
-    devices: int = option(1, "local devices each batch is split over (data-parallel, parameters replicated; 1: "
-                             "one device)", check=positive, requirement="positive")
+    devices: int = option(1, "devices each batch is split over (data-parallel, parameters replicated; 1: one "
+                             "device; across processes started with --coordinator-address: every device of them)",
+                          check=positive, requirement="positive")
     learner_options: dict = dataclasses.field(default_factory=dict)
 
     @property
@@ -328,11 +329,20 @@ class NonFiniteLossError(ValueError):
 
 
 def data_parallel_mesh(devices: int) -> jax.sharding.Mesh | None:
-    """A one-axis (``"data"``) mesh over the first ``devices`` local devices; None for one device.
+    """A one-axis (``"data"``) mesh for data-parallel training; None for one device in one process.
 
-    On a CPU, ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` (set before JAX starts) gives N devices;
-    across hosts, call ``jax.distributed.initialize`` first (docs/scale.md).
+    In one process: the first ``devices`` local devices (on a CPU,
+    ``XLA_FLAGS=--xla_force_host_platform_device_count=N``, set before JAX starts, gives N). In several processes
+    joined by ``jax.distributed.initialize`` (one per host): every device of every process, ordered by process,
+    so that process ``p`` holds the ``p``-th slice of each global batch; ``devices`` must then be their number.
     """
+    processes = jax.process_count()
+    if processes > 1:
+        everything = sorted(jax.devices(), key=lambda d: (d.process_index, d.id))
+        if devices not in (1, len(everything)):
+            raise ValueError(f"devices: {devices} asked for; the {processes} processes have {len(everything)} "
+                             "devices, and training spans all of them")
+        return jax.sharding.Mesh(np.asarray(everything), ("data",))
     if devices == 1:
         return None
     local = jax.local_devices()
@@ -344,9 +354,10 @@ def data_parallel_mesh(devices: int) -> jax.sharding.Mesh | None:
 
 
 def _shard_batch(batch, mesh: jax.sharding.Mesh):
-    """Every array of a batch split along its first (batch) axis over the mesh's ``data`` axis."""
+    """Every array of a batch split along its first (batch) axis over the mesh's ``data`` axis. Across processes,
+    each process reads the same global batch and contributes its own slice of it."""
     sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
-    size = mesh.devices.size
+    size, processes, index = mesh.devices.size, jax.process_count(), jax.process_index()
 
     def place(x):
         if x is None:
@@ -354,7 +365,11 @@ def _shard_batch(batch, mesh: jax.sharding.Mesh):
         if np.ndim(x) == 0 or np.shape(x)[0] % size:
             raise ValueError(f"devices: a batch of {np.shape(x)[0] if np.ndim(x) else 1} rows does not split over "
                              f"{size} devices; give a batch size that is a multiple of {size}")
-        return jax.device_put(np.asarray(x), sharding)
+        x = np.asarray(x)
+        if processes == 1:
+            return jax.device_put(x, sharding)
+        share = len(x) // processes
+        return jax.make_array_from_process_local_data(sharding, x[index * share:(index + 1) * share], x.shape)
 
     return type(batch)(*(place(x) for x in batch))
 

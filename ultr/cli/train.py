@@ -16,12 +16,13 @@ from click_models.storage import path_argument
 from ultr.learners import LEARNERS
 from ultr.options import OptionError, add_arguments
 
-from .common import (UsageError, add_identifiability_argument, check_identifiability, refuse_output_inside_logs,
-                     registry_choice)
+from .common import (UsageError, add_identifiability_argument, check_identifiability, non_negative_int,
+                     positive_int, refuse_output_inside_logs, registry_choice)
 from .simulate import NORMALIZATIONS
 
 #: arguments of the command that are not TrainConfig options
-COMMAND_ARGUMENTS = ("logs", "data", "out", "normalize", "require_identifiable", "handler", "command")
+COMMAND_ARGUMENTS = ("logs", "data", "out", "normalize", "require_identifiable", "handler", "command",
+                     "coordinator_address", "num_processes", "process_id")
 
 
 def add_parser(commands) -> None:
@@ -47,6 +48,12 @@ def add_parser(commands) -> None:
     train.add_argument("--normalize", choices=NORMALIZATIONS, default="none",
                        help="feature normalisation (default: none)")
     add_identifiability_argument(train)
+    distributed = train.add_argument_group(
+        "several hosts (jax.distributed; see docs/scale.md): start the same command on every host")
+    distributed.add_argument("--coordinator-address", help="HOST:PORT of process 0 (default: none, one process; "
+                                                          "'auto' detects SLURM and other launchers)")
+    distributed.add_argument("--num-processes", type=positive_int, help="processes in all (with an address)")
+    distributed.add_argument("--process-id", type=non_negative_int, help="this process's index (with an address)")
     seen = {"learner"}
     add_arguments(train.add_argument_group("training"), TrainConfig, seen=seen)
     learners = train.add_argument_group("learner options (each for the learners named)")
@@ -63,6 +70,29 @@ def _default(cls, key: str):
     import dataclasses
 
     return next(f.default for f in dataclasses.fields(cls.Options) if f.name == key)
+
+
+def start_distributed(args: argparse.Namespace) -> None:
+    """Join the processes of a multi-host run (``jax.distributed.initialize``) when an address is given."""
+    explicit = (args.num_processes, args.process_id)
+    if args.coordinator_address is None:
+        if any(v is not None for v in explicit):
+            raise UsageError("--num-processes and --process-id go with --coordinator-address")
+        return
+    if args.coordinator_address != "auto" and None in explicit:
+        raise UsageError("--coordinator-address HOST:PORT needs --num-processes and --process-id "
+                         "(or 'auto' under SLURM and other launchers jax.distributed detects)")
+    if args.process_id is not None and args.num_processes is not None and args.process_id >= args.num_processes:
+        raise UsageError(f"--process-id {args.process_id} must be below --num-processes {args.num_processes}")
+    import jax
+
+    try:
+        if args.coordinator_address == "auto":
+            jax.distributed.initialize()
+        else:
+            jax.distributed.initialize(args.coordinator_address, args.num_processes, args.process_id)
+    except (RuntimeError, ValueError) as error:
+        raise UsageError(f"--coordinator-address {args.coordinator_address}: {str(error).splitlines()[0]}") from None
 
 
 def given_options(args: argparse.Namespace) -> dict:
@@ -82,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
     from ultr.estimators import ESTIMATORS
     from ultr.learners import Need
 
+    start_distributed(args)
     cls = LEARNERS[args.learner]
     uses_logs = bool(cls.needs & {Need.CLICKS, Need.LOGGING_POLICY})
     if args.logs is None and uses_logs:
@@ -109,6 +140,10 @@ def run(args: argparse.Namespace) -> int:
         if isinstance(error, ClickLogError):
             raise
         raise UsageError(str(error)) from None
+    import jax
+
+    if jax.process_index() != 0:  # every process holds the same model: process 0 writes it
+        return 0
     write_outputs(args.out, result, dataset, config, extra)
     test = result.test
     print(f"{config.learner}: {result.steps} steps in {result.seconds:.1f}s; test " +
