@@ -130,9 +130,12 @@ class RayEngine(Engine):
                     results[order[ref]] = result
                     if progress is not None:
                         progress(result)
-        except BaseException:
+        except BaseException as error:
             for ref in waiting:
                 ray.cancel(ref, force=True)
+            cause = getattr(error, "cause", None)
+            if isinstance(error, ray.exceptions.RayTaskError) and isinstance(cause, Exception):
+                raise cause from None  # the task's own error (a bad input: one line), not Ray's wrapped traceback
             raise
         return results
 

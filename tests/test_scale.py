@@ -186,6 +186,29 @@ def test_ray_grid_points_give_the_local_results(ray_cluster, tmp_path):
     assert sum("simulating" in line for line in lines) == 2
 
 
+def _refuse_part_two(item):
+    from click_models.logs import ClickLogError
+
+    if item == 2:
+        raise ClickLogError(f"part {item}: a bad column")
+    return item
+
+
+@pytest.mark.ray
+def test_a_task_error_reaches_the_caller_as_itself(ray_cluster):
+    """Bad input found by a task is the task's own exception (one line on the command line), not Ray's wrapper
+    with a remote traceback; it is not retried."""
+    import ray.cloudpickle
+
+    from click_models.engine import RayEngine
+    from click_models.logs import ClickLogError
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    with pytest.raises(ClickLogError) as error:
+        RayEngine(workers=2).map(_refuse_part_two, [1, 2, 3])
+    assert str(error.value) == "part 2: a bad column"
+
+
 def _die_once(item, *, marker: str, task, **shared):
     """Kill this worker process the first time it runs part 1 (a lost node), then work normally."""
     if item[0] == 1 and not os.path.exists(marker):
