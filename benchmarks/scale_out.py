@@ -75,9 +75,31 @@ def main():
                 figures[f"task_overhead_ray{workers}"] = tiny / parts * workers
         baidu(args, work, RayEngine, figures)
         devices(args, work, figures)
-        print("per-core throughput (for docs/scale.md): " + json.dumps({k: round(v, 3) for k, v in figures.items()}))
+        print("figures: " + json.dumps({k: round(v, 3) for k, v in figures.items()}))
+        project(figures)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def project(figures):
+    """Wall times on C cores: tasks run in waves of C, each task its part's sessions at the measured rate of one
+    core plus the measured overhead of a task; start-up, stragglers and storage bandwidth are left out."""
+    import math
+
+    overhead = figures.get("task_overhead_ray1", 0.0)
+    jobs = [("Baidu-ULTR conversion, 1.2B sessions in 2,000 partitions", 1_200_000_000, 600_000,
+             figures["baidu_local_1process"]),
+            ("simulation, 10^9 sessions in parts of 10^6", 1_000_000_000, 1_000_000,
+             figures.get("simulate_ray1", figures["simulate_local"] / figures["cores"]))]
+    print(f"projected wall times (per-core rates measured above, {overhead:.2f}s overhead per task):")
+    for name, sessions, part, rate in jobs:
+        parts = math.ceil(sessions / part)
+        cells = []
+        for cores in (64, 256, 1024):
+            seconds = math.ceil(parts / cores) * (part / rate + overhead)
+            cells.append(f"{cores} cores {seconds / 60:.1f} min" if seconds >= 120 else f"{cores} cores {seconds:.0f} s")
+        print(f"  {name} at {rate:,.0f} sessions/s per core ({sessions / rate / 3600:.1f} core-hours): "
+              + ", ".join(cells))
 
 
 def baidu(args, work, RayEngine, figures):

@@ -74,8 +74,12 @@ def test_file_uris_work_everywhere_and_other_filesystems_are_refused(tmp_path, c
 # ---------------------------------------------------------------------- Ray
 @pytest.fixture(scope="module")
 def ray_cluster():
+    import warnings
+
     ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install -e '.[ray]')")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    with warnings.catch_warnings():  # Ray starts its daemons by fork+exec, which JAX warns about
+        warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called")
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield ray
     ray.shutdown()
 
