@@ -237,13 +237,24 @@ def write_manifest(directory: str | os.PathLike, extra: dict | None = None, dige
 
 def verify_log_directory(directory: Path, parts: list[Path], checksums: bool = True) -> None:
     """Raise :class:`ClickLogError` unless the manifest of ``directory`` lists exactly ``parts``, intact."""
+    found = {p.relative_to(directory).as_posix(): p for p in parts}
+
+    def key(part):
+        stat = part.stat()
+        return str(part), stat.st_size, stat.st_mtime_ns
+
+    _verify_manifest(directory, found, lambda part: part.stat().st_size, file_sha256, key, checksums)
+
+
+def _verify_manifest(directory, found: dict, size_of, sha256_of, key_of, checksums: bool = True) -> None:
+    """The manifest check, for any storage: ``found`` maps relative names to files; ``size_of``, ``sha256_of``
+    and ``key_of`` (what identifies an unchanged file, for the checksum cache) read them."""
     path = directory / MANIFEST_NAME
     try:
         manifest = json.loads(path.read_text())
         listed = {entry["file"]: entry for entry in manifest["parts"]}
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise ClickLogError(f"{path}: unreadable manifest ({error})") from None
-    found = {p.relative_to(directory).as_posix(): p for p in parts}
     stray = sorted(set(found) - set(listed))
     if stray:
         raise ClickLogError(f"{directory}: {', '.join(stray[:3])} not in the manifest: the directory mixes "
@@ -254,15 +265,16 @@ def verify_log_directory(directory: Path, parts: list[Path], checksums: bool = T
                             "the log is incomplete")
     for name, entry in listed.items():
         part = found[name]
-        stat = part.stat()
-        if stat.st_size != entry.get("bytes"):
-            raise ClickLogError(f"{part}: {stat.st_size} bytes, the manifest says {entry.get('bytes')}: "
+        size = size_of(part)
+        if size != entry.get("bytes"):
+            raise ClickLogError(f"{part}: {size} bytes, the manifest says {entry.get('bytes')}: "
                                 "the file was changed or truncated")
-        key = (str(part), stat.st_size, stat.st_mtime_ns)
-        if checksums and not _verified.get(key):
-            if file_sha256(part) != entry.get("sha256"):
+        key = key_of(part)  # None: the storage gives no modification time, so no result is cached
+        if checksums and (key is None or not _verified.get(key)):
+            if sha256_of(part) != entry.get("sha256"):
                 raise ClickLogError(f"{part}: its SHA-256 differs from the manifest: the file is corrupt or changed")
-            _verified[key] = True
+            if key is not None:
+                _verified[key] = True
 
 
 @contextlib.contextmanager
@@ -439,11 +451,14 @@ class ClickLogWriter:
 
 
 # ---------------------------------------------------------------------- reading
-def click_log_files(path: str | os.PathLike) -> list[Path]:
-    """The Parquet files of a click log (a file, or a directory of ``*.parquet``; a path or a ``file://`` URI)."""
-    from .storage import local_path
+def click_log_files(path) -> list:
+    """The Parquet files of a click log (a file, or a directory of ``*.parquet``): local paths for a path or a
+    ``file://`` URI, :class:`~click_models.storage.Location` s for a log on another pyarrow filesystem."""
+    from .storage import Location, log_location
 
-    path = local_path(path)
+    path = log_location(path)
+    if isinstance(path, Location):
+        return _remote_log_files(path)
     if path.is_dir():
         if (path / INCOMPLETE_NAME).exists():
             raise ClickLogError(f"{path}: the conversion that writes this log has not finished ({INCOMPLETE_NAME} "
@@ -460,6 +475,48 @@ def click_log_files(path: str | os.PathLike) -> list[Path]:
     if not path.exists():
         raise ClickLogError(f"{path}: no such click log")
     return [path]
+
+
+def _remote_log_files(path) -> list:
+    """:func:`click_log_files` of a log on a pyarrow filesystem, with the same checks of its manifest."""
+    if not path.exists():
+        raise ClickLogError(f"{path}: no such click log")
+    if not path.is_dir():
+        return [path]
+    if (path / INCOMPLETE_NAME).exists():
+        raise ClickLogError(f"{path}: the conversion that writes this log has not finished ({INCOMPLETE_NAME} "
+                            "is there); rerun it to finish")
+    files = path.files(".parquet")
+    if (path / MANIFEST_NAME).exists():
+        _verify_manifest(path, {f.path[len(path.path.rstrip("/")) + 1:]: f for f in files},
+                         lambda f: f.size(), lambda f: _sha256_stream(f.filesystem.open_input_stream(f.path)),
+                         lambda f: (f.uri, f.size(), f.info().mtime_ns) if f.info().mtime_ns is not None else None)
+    elif (path / SIMULATION_METADATA_NAME).exists():
+        raise ClickLogError(f"{path}: a simulated log without {MANIFEST_NAME}: its simulation did not finish "
+                            "(or the log predates manifests); simulate it again with --overwrite")
+    if not files:
+        raise ClickLogError(f"{path}: no .parquet files in this directory")
+    return files
+
+
+def _sha256_stream(stream) -> str:
+    digest = hashlib.sha256()
+    with stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_schema(file) -> pa.Schema:
+    """The Arrow schema of a Parquet file (a local path or a :class:`~click_models.storage.Location`)."""
+    if hasattr(file, "filesystem"):
+        return pq.read_schema(file.path, filesystem=file.filesystem)
+    return pq.read_schema(file)
+
+
+def parquet_file(file) -> pq.ParquetFile:
+    """A Parquet file reader of a local path or a :class:`~click_models.storage.Location`."""
+    return pq.ParquetFile(file.open() if hasattr(file, "filesystem") else file)
 
 
 def check_schema(schema: pa.Schema, where: str) -> None:
@@ -493,7 +550,9 @@ def _kind(dtype: pa.DataType) -> str:
 def _dataset(path) -> tuple[ds.Dataset, list[Path]]:
     files = click_log_files(path)
     for file in files:
-        check_schema(pq.read_schema(file), str(file))
+        check_schema(read_schema(file), str(file))
+    if files and hasattr(files[0], "filesystem"):
+        return ds.dataset([f.path for f in files], filesystem=files[0].filesystem, format="parquet"), files
     return ds.dataset([str(f) for f in files], format="parquet"), files
 
 
@@ -502,18 +561,18 @@ def infer_list_size(path: str | os.PathLike) -> int:
     files = click_log_files(path)
     sizes = []
     for file in files:
-        meta = pq.read_schema(file).metadata or {}
+        schema = read_schema(file)
+        meta = schema.metadata or {}
         if LIST_SIZE_METADATA_KEY in meta:
             sizes.append(int(meta[LIST_SIZE_METADATA_KEY]))
             continue
-        schema = pq.read_schema(file)
         column = "positions" if "positions" in schema.names else "doc_ids"
         if column == "positions":  # the row groups' statistics hold the largest rank
-            largest = _statistics_max(pq.ParquetFile(file).metadata, "positions")
+            largest = _statistics_max(parquet_file(file).metadata, "positions")
             if largest is not None:
                 sizes.append(largest)
                 continue
-        for batch in pq.ParquetFile(file).iter_batches(columns=[column]):
+        for batch in parquet_file(file).iter_batches(columns=[column]):
             array = batch.column(0)
             if column == "positions":
                 flat = pc.list_flatten(array)
@@ -543,13 +602,13 @@ def count_clicks(path: str | os.PathLike) -> int:
     """The clicks in a log (reads the ``clicks`` column only)."""
     total = 0
     for file in click_log_files(path):
-        for batch in pq.ParquetFile(file).iter_batches(columns=["clicks"]):
+        for batch in parquet_file(file).iter_batches(columns=["clicks"]):
             total += int(pc.sum(pc.list_flatten(batch.column(0))).as_py() or 0)
     return total
 
 
 def count_sessions(path: str | os.PathLike) -> int:
-    return sum(pq.ParquetFile(f).metadata.num_rows for f in click_log_files(path))
+    return sum(parquet_file(f).metadata.num_rows for f in click_log_files(path))
 
 
 def _pad(list_array: pa.Array, slot: np.ndarray, rows: np.ndarray, B: int, K: int, dtype) -> np.ndarray:

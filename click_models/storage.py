@@ -1,10 +1,13 @@
 """Where logs, datasets and outputs live: local paths and pyarrow filesystem URIs (``pyarrow.fs``).
 
 ultr's guarantees on what it writes (a log is complete, with its manifest, or absent; an overwrite keeps the old
-log whole until the new one is in place) rest on atomic renames within one directory. A location is therefore a
+log whole until the new one is in place) rest on atomic renames within one directory. An output is therefore a
 local path, a ``file://`` URI (resolved by :func:`pyarrow.fs.FileSystem.from_uri` to the local path), or a
 mounted remote filesystem given by its mount path. Any other URI (``s3://``, ``gs://``, ``hdfs://``, ...) is
-refused with one line that says so, instead of being taken for a local folder named ``s3:``.
+refused as an output with one line that says so, instead of being taken for a local folder named ``s3:``.
+
+A click log is read from any pyarrow filesystem (:func:`log_location`): a :class:`Location` names a file or
+folder there, and the readers check its manifest (every part, its size and SHA-256) as on the local disk.
 
 >>> local_path("file:///tmp/logs")
 PosixPath('/tmp/logs')
@@ -18,9 +21,12 @@ click_models.storage.StorageError: nosuchfs://bucket/logs: not a filesystem pyar
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import posixpath
 import re
 from pathlib import Path
+from typing import Any
 
 from .logs import ClickLogError
 
@@ -59,6 +65,100 @@ def local_path(location: str | os.PathLike) -> Path:
         f"{location}: ultr reads and writes local paths and file:// URIs (its complete-or-absent logs rest on "
         f"atomic renames, which a {filesystem.type_name} filesystem lacks); mount it (s3fs, gcsfuse, an HDFS NFS "
         "gateway) and give the mount path")
+
+
+@dataclasses.dataclass(frozen=True)
+class Location:
+    """A file or folder on a pyarrow filesystem that is not the local disk (a log read from ``s3://``, ...).
+
+    ``uri`` is what messages show; ``path`` is the filesystem's own path.
+    """
+
+    filesystem: Any
+    path: str
+    uri: str
+
+    def __str__(self) -> str:
+        return self.uri
+
+    def __truediv__(self, name: str) -> "Location":
+        return Location(self.filesystem, posixpath.join(self.path, name), self.uri.rstrip("/") + "/" + name)
+
+    @property
+    def name(self) -> str:
+        return posixpath.basename(self.path.rstrip("/"))
+
+    @property
+    def parent(self) -> "Location":
+        return Location(self.filesystem, posixpath.dirname(self.path.rstrip("/")),
+                        self.uri.rstrip("/").rsplit("/", 1)[0])
+
+    def info(self):
+        return self.filesystem.get_file_info(self.path)
+
+    def exists(self) -> bool:
+        import pyarrow.fs as pafs
+
+        return self.info().type != pafs.FileType.NotFound
+
+    def is_dir(self) -> bool:
+        import pyarrow.fs as pafs
+
+        return self.info().type == pafs.FileType.Directory
+
+    def size(self) -> int:
+        return self.info().size
+
+    def open(self):
+        """A random-access file (for Parquet readers)."""
+        return self.filesystem.open_input_file(self.path)
+
+    def read_bytes(self) -> bytes:
+        with self.filesystem.open_input_stream(self.path) as stream:
+            return stream.read()
+
+    def read_text(self) -> str:
+        return self.read_bytes().decode()
+
+    def files(self, suffix: str) -> list["Location"]:
+        """The files below this folder whose names end with ``suffix`` (hidden ones left out), sorted."""
+        import pyarrow.fs as pafs
+
+        found = []
+        base = self.path.rstrip("/")
+        for info in self.filesystem.get_file_info(pafs.FileSelector(base, recursive=True)):
+            name = posixpath.basename(info.path)
+            if info.type == pafs.FileType.File and name.endswith(suffix) and not name.startswith("."):
+                relative = posixpath.relpath(info.path.lstrip("/"), base.lstrip("/"))
+                found.append(self / relative)
+        return sorted(found, key=lambda location: location.path)
+
+
+def log_location(location) -> "Path | Location":
+    """Where a click log is read from: a local path (paths and ``file://`` URIs) or a :class:`Location` on another
+    pyarrow filesystem (``s3://bucket/logs``; the URI's query sets the filesystem's options, such as
+    ``?endpoint_override=HOST:PORT``)."""
+    if isinstance(location, Location) or not is_uri(location):
+        return location if isinstance(location, Location) else Path(location)
+    try:
+        return local_path(location)
+    except StorageError as error:
+        if "atomic renames" not in str(error):
+            raise
+    import pyarrow.fs as pafs
+
+    filesystem, path = pafs.FileSystem.from_uri(location)
+    return Location(filesystem, path, location.split("?", 1)[0])
+
+
+def log_argument(value: str) -> "Path | Location":
+    """An argparse ``type`` for a click log to read: a path or the URI of any pyarrow filesystem."""
+    import argparse
+
+    try:
+        return log_location(value)
+    except StorageError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def path_argument(value: str) -> Path:

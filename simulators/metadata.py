@@ -63,7 +63,9 @@ class LogMetadata:
 
     @staticmethod
     def path(logs: str | Path) -> Path:
-        logs = Path(logs)
+        from click_models.storage import log_location
+
+        logs = log_location(logs)  # a local path, or a Location on another filesystem
         return (logs if logs.is_dir() else logs.parent) / FILE_NAME
 
     @classmethod

@@ -47,8 +47,8 @@ def test_engine_flags_are_checked(tmp_path, capsys, argv, message):
 
 
 def test_file_uris_work_everywhere_and_other_filesystems_are_refused(tmp_path, capsys):
-    """file:// URIs name local paths for every command (with the local guarantees); a filesystem without atomic
-    renames is one clear error, never a local folder named after the scheme."""
+    """file:// URIs name local paths for every command (with the local guarantees); an output on a filesystem
+    without atomic renames is one clear error, never a local folder named after the scheme."""
     from click_models.storage import StorageError, local_path
     from ultr.cli import main
 
@@ -62,13 +62,93 @@ def test_file_uris_work_everywhere_and_other_filesystems_are_refused(tmp_path, c
     assert main(["fit", "--logs", uri, "--out", (tmp_path / "fit").as_uri()]) == 0
     assert (tmp_path / "fit" / "params.json").exists()
     capsys.readouterr()
-    with pytest.raises(SystemExit) as exit_info:
-        main(["fit", "--logs", "mock:///bucket/logs"])
+    with pytest.raises(SystemExit) as exit_info:  # outputs need atomic renames
+        main(["simulate", "--sessions", "10", "--out", "mock:///bucket/logs"])
     assert exit_info.value.code == 2
     assert "atomic renames" in capsys.readouterr().err
+    assert main(["fit", "--logs", "mock:///bucket/logs"]) == 2  # a log is read from any filesystem: here, none
+    assert "mock:///bucket/logs: no such click log" in capsys.readouterr().err
     with pytest.raises(StorageError, match="atomic renames"):
         local_path("mock:///bucket/logs")
     assert local_path(uri) == tmp_path / "logs" and not list(tmp_path.glob("mock*"))
+
+
+@pytest.fixture
+def remote_log(tmp_path):
+    """A simulated log copied onto an in-memory pyarrow filesystem (fsspec's memory store behind pyarrow.fs): a
+    filesystem that is not the local disk and has no atomic rename, as an object store."""
+    import uuid
+
+    import fsspec
+    import pyarrow.fs as pafs
+
+    from click_models.storage import Location
+    from simulators.datasets import load_dataset
+    from simulators.simulation import SimulationConfig, Simulator
+
+    local = tmp_path / "logs"
+    dataset = load_dataset("synthetic:queries=30,docs=8,features=6,seed=1")
+    Simulator(dataset, SimulationConfig(list_size=5, policies=("plackett-luce",)), seed=2).run(
+        local, 6_000, rows_per_file=2_000, progress=False)
+    memory = pafs.PyFileSystem(pafs.FSSpecHandler(fsspec.filesystem("memory")))
+    root = f"bucket-{uuid.uuid4().hex}/logs"
+    memory.create_dir(root)
+    pafs.copy_files(str(local), root, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=memory)
+    return local, Location(memory, root, f"memory://{root}")
+
+
+def test_a_log_on_another_filesystem_reads_as_the_local_one(remote_log):
+    """Counts, propensities, a click-model fit and the simulation metadata of a log read through pyarrow.fs equal
+    those of the same log on the local disk."""
+    from click_models.counts import ClickCounts
+    from click_models.fit_log import fit_log
+    from click_models.logs import click_log_files, count_clicks, count_sessions, infer_list_size
+    from simulators.metadata import LogMetadata
+    from ultr.estimators import estimate
+
+    local, remote = remote_log
+    assert [f.name for f in click_log_files(remote)] == [p.name for p in click_log_files(local)]
+    assert (count_sessions(remote), count_clicks(remote), infer_list_size(remote)) == \
+        (count_sessions(local), count_clicks(local), infer_list_size(local))
+    a, b = ClickCounts.from_log(local), ClickCounts.from_log(remote)
+    for field in ("doc", "rank", "impressions", "clicks"):
+        np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+    np.testing.assert_array_equal(estimate(remote, "ctr", bootstrap=0).examination,
+                                  estimate(local, "ctr", bootstrap=0).examination)
+    expected, got = fit_log(local, "pbm", max_iterations=20), fit_log(remote, "pbm", max_iterations=20)
+    for name, table in expected.result.tables.items():
+        np.testing.assert_array_equal(got.result.tables[name], table)
+    assert LogMetadata.read(remote).seed == LogMetadata.read(local).seed == 2
+
+
+@pytest.mark.parametrize("learner", ["ips", "policy-aware-ips"])
+def test_a_learner_trains_from_a_log_on_another_filesystem_as_from_the_local_one(remote_log, learner):
+    from simulators.datasets import load_dataset
+    from ultr.training import TrainConfig, train
+
+    local, remote = remote_log
+    dataset = load_dataset("synthetic:queries=30,docs=8,features=6,seed=1")
+    results = [train(logs, dataset, TrainConfig(learner=learner, propensities="oracle", max_steps=20, eval_every=10),
+                     progress=False) for logs in (local, remote)]
+    assert results[1].test == results[0].test
+
+
+def test_a_changed_log_on_another_filesystem_is_refused(remote_log):
+    from click_models.logs import ClickLogError, click_log_files
+
+    _, remote = remote_log
+    part = remote / "part-00001.parquet"
+    data = part.read_bytes()
+    with remote.filesystem.open_output_stream(part.path) as stream:
+        stream.write(data[:-1] + bytes([data[-1] ^ 1]))  # same size, one bit changed
+    with pytest.raises(ClickLogError, match="SHA-256 differs"):
+        click_log_files(remote)
+    remote.filesystem.delete_file(part.path)
+    with pytest.raises(ClickLogError, match="which is missing"):
+        click_log_files(remote)
+    remote.filesystem.delete_file((remote / "manifest.json").path)
+    with pytest.raises(ClickLogError, match="without manifest.json"):
+        click_log_files(remote)
 
 
 # ---------------------------------------------------------------------- Ray

@@ -50,7 +50,7 @@ from typing import Callable
 
 from click_models.identifiability import rank_graph_of_log
 from click_models.logs import atomic_write_json, atomic_write_text, count_sessions
-from click_models.storage import local_path
+from click_models.storage import StorageError, local_path, log_location
 from simulators.simulation import SimulationConfig, Simulator, simulation_config
 
 from .estimators import ESTIMATORS, estimate
@@ -149,6 +149,22 @@ def _with_section(error: Exception, where: str) -> str:
     return text if text.startswith(f"{where}.") else f"{where}: {text}"
 
 
+def _readable_log(location: str) -> bool:
+    """Whether a replayed log's location (a path or a pyarrow filesystem URI) exists; a bad URI is a config error."""
+    try:
+        return log_location(location).exists()
+    except (StorageError, OSError) as error:
+        raise ConfigError(f"logs: {error}") from None
+
+
+def _local(location: str) -> Path:
+    """A data path or file:// URI as a local path; other filesystems are a config error."""
+    try:
+        return local_path(location)
+    except StorageError as error:
+        raise ConfigError(f"data: {error}") from None
+
+
 def _simulation_config(section: dict, where: str = "simulation") -> SimulationConfig:
     try:  # an option without effect is checked over the whole grid (_check_simulation_keys)
         return simulation_config(section, name=lambda key: f"{where}.{key}", strict=False)
@@ -235,7 +251,7 @@ def validate(config: dict) -> list[dict]:
         raise ConfigError(f"name: must be a plain directory name inside --out-root, got {name!r}")
     replay = config.get("logs")
     if replay is not None:  # a real click log (Baidu-ULTR) replayed instead of simulated
-        if not isinstance(replay, str) or not Path(replay).exists():
+        if not isinstance(replay, str) or not _readable_log(replay):
             raise ConfigError(f"logs: {replay!r} does not exist (a click log directory, e.g. ultr baidu convert's "
                               "OUT/logs)")
         for key in ("sessions",):
@@ -284,9 +300,9 @@ def validate(config: dict) -> list[dict]:
         if not isinstance(data, str):
             raise ConfigError(f"data: must be a string, got {data!r}")
         if data.startswith("baidu:"):
-            if not Path(data[len("baidu:"):].rsplit(":lexical", 1)[0]).is_dir():
+            if not _local(data[len("baidu:"):].rsplit(":lexical", 1)[0]).is_dir():
                 raise ConfigError(f"data: {data}: no such converted Baidu-ULTR directory (ultr baidu convert --out)")
-        elif not data.startswith("synthetic") and not Path(data).exists():
+        elif not data.startswith("synthetic") and not _local(data).exists():
             from simulators.registry import DATASETS
 
             if data.lower() not in DATASETS:
@@ -412,7 +428,7 @@ def _run_point(task: dict, *, datasets: dict, out: Path, say: Callable[[str], No
     simulation = _simulation_config(resolved["simulation"])
     rows, propensities = [], []
     replayed = resolved.get("logs") is not None
-    logs = local_path(resolved["logs"]) if replayed else \
+    logs = log_location(resolved["logs"]) if replayed else \
         out / "logs" / _logs_key(dataset, simulation, resolved["sessions"], seed)
     if replayed:
         emit(f"{prefix}: replaying {logs}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import math
 import time
 from pathlib import Path
@@ -576,8 +577,8 @@ def _logging_propensities(learner_cls, logs, store, config, propensities) -> np.
     options = learner_cls.make_options(config.learner_options)
     samples = getattr(options, "exposure_samples", 10_000)
     # learners trained one after another on the same log share the Monte-Carlo exposure
-    key = (str(LogMetadata.path(logs).resolve()), LogMetadata.path(logs).stat().st_mtime_ns, samples, config.seed,
-           tuple(np.asarray(propensities.examination, np.float64).round(12)), (metadata.dataset or {}).get("fingerprint"))
+    described = json.dumps(dataclasses.asdict(metadata), sort_keys=True, default=str)  # what defines the exposure
+    key = (described, samples, config.seed, tuple(np.asarray(propensities.examination, np.float64).round(12)))
     if key not in _EXPOSURE_CACHE:
         _EXPOSURE_CACHE.clear()  # one log at a time: bounded memory
         _EXPOSURE_CACHE[key] = logging_exposure(metadata, store.data, propensities.examination, samples=samples,

@@ -68,7 +68,7 @@ def refuse_output_inside_logs(out, logs, flag: str = "--out", writes_parquet: bo
     reader: refuse it (and the log itself as an output). Other files (JSON, PNG) are harmless there."""
     from pathlib import Path
 
-    if out is None or logs is None:
+    if out is None or logs is None or hasattr(logs, "filesystem"):  # a log on another filesystem: outputs are local
         return
     logs, target = Path(logs).resolve(), Path(out).resolve()
     parquet = writes_parquet or target.suffix == ".parquet"

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from click_models.storage import path_argument
+from click_models.storage import log_argument, path_argument
 
 import numpy as np
 
@@ -41,7 +41,7 @@ def add_parser(commands) -> None:
             "with the true ones in OUT/logs/true_params.json."
         ),
     )
-    fit.add_argument("--logs", type=path_argument, help="click log: a .parquet file or a directory of them")
+    fit.add_argument("--logs", type=log_argument, help="click log: a .parquet file or a directory of them")
     fit.add_argument("--click-model", type=registry_choice(CLICK_MODELS), default="pbm",
                      help=f"{', '.join(CLICK_MODELS)} (default: pbm)")
     fit.add_argument("--method", choices=list(FITTING_METHODS), default="em",
@@ -131,8 +131,8 @@ def run(args: argparse.Namespace) -> int:
     for name in REPORTED_PARAMETERS:
         if params.get(name) is not None:
             print(f"{name}: {np.round(np.asarray(params[name]), 4).tolist()}")
-    truth_file = Path(logs) / "true_params.json"
-    if args.logs is None and truth_file.exists():
+    truth_file = Path(logs) / "true_params.json" if args.logs is None else None  # the built-in toy log's truth
+    if truth_file is not None and truth_file.exists():
         truth = json.loads(truth_file.read_text())
         if "examination" in truth and np.ndim(truth["examination"]) == 1:
             exam = np.asarray(truth["examination"])

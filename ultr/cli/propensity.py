@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from click_models.storage import path_argument
+from click_models.storage import log_argument, path_argument
 
 import numpy as np
 
@@ -26,7 +26,7 @@ def add_parser(commands) -> None:
             "takes the file (ultr train --propensities FILE)."
         ),
     )
-    propensity.add_argument("--logs", type=path_argument, required=True)
+    propensity.add_argument("--logs", type=log_argument, required=True)
     propensity.add_argument("--estimator", required=True, type=registry_choice(ESTIMATORS), metavar="ESTIMATOR",
                             help=", ".join(ESTIMATORS))
     propensity.add_argument("--out", type=path_argument, required=True, help="output JSON file")

@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from click_models.storage import path_argument
+from click_models.storage import log_argument, path_argument
 
 from ultr.learners import LEARNERS
 from ultr.options import OptionError, add_arguments
@@ -39,7 +39,7 @@ def add_parser(commands) -> None:
             "use is an error."
         ),
     )
-    train.add_argument("--logs", type=path_argument, help="click log directory or file (not needed for skyline)")
+    train.add_argument("--logs", type=log_argument, help="click log directory or file (not needed for skyline)")
     train.add_argument("--data", required=True, help="synthetic, a LETOR file, a fold directory, a dataset name or "
                                                      "baidu:DIR (a converted Baidu-ULTR directory)")
     train.add_argument("--learner", required=True, type=registry_choice(LEARNERS), metavar="LEARNER",
