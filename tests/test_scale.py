@@ -251,23 +251,24 @@ def test_ray_baidu_conversion_equals_local(ray_cluster, tmp_path):
 @pytest.mark.ray
 @pytest.mark.slow
 def test_ray_grid_points_give_the_local_results(ray_cluster, tmp_path):
-    """ultr run with a Ray task per (grid point, seed): the same result table, in grid order."""
+    """ultr run with a Ray task per (grid point, seed): the same result table, in grid order; points that differ
+    only in training share one log, simulated once."""
     from click_models.engine import RayEngine
     from ultr.experiment import run_experiment
 
     config = {"name": "grid", "data": "synthetic:queries=30,docs=8,features=6,seed=1", "seeds": [0, 1],
               "sessions": 3_000, "learners": ["naive", "ips"], "estimators": ["ctr"], "metrics": ["ndcg@10"],
               "simulation": {"click_model": "pbm"},
-              "training": {"max_steps": 20, "eval_every": 10, "propensities": "oracle"}}
+              "training": {"max_steps": 20, "eval_every": 10, "propensities": "oracle", "learning_rate": [0.05, 0.1]}}
     local = run_experiment(dict(config), tmp_path / "local", progress=False)
     lines = []
     distributed = run_experiment(dict(config), tmp_path / "ray", progress=False, log=lines.append,
                                  engine=RayEngine(workers=2))
-    assert len(local) == 4
+    assert len(local) == 8
     assert distributed.equals(local)
     assert (tmp_path / "ray" / "grid" / "results.csv").read_text() == \
         (tmp_path / "local" / "grid" / "results.csv").read_text()
-    assert sum("simulating" in line for line in lines) == 2
+    assert sum("simulated" in line for line in lines) == 2  # one log per seed, shared by both learning rates
 
 
 def _refuse_part_two(item):

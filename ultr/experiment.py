@@ -402,6 +402,18 @@ def run_experiment(config: dict, out_root: Path = Path("runs"), progress: bool =
 
     todo = [task for task in tasks if task is not None]
     if engine is not None and engine.name != "local":
+        # grid points that differ only in training share a log: simulate each missing log once, first
+        missing = {}
+        for task in todo:
+            resolved = task["resolved"]
+            if resolved.get("logs") is None:
+                simulation = _simulation_config(resolved["simulation"])
+                logs = out / "logs" / _logs_key(datasets[resolved["data"]], simulation, resolved["sessions"],
+                                                task["seed"])
+                if not (logs / "manifest.json").exists():
+                    missing.setdefault(str(logs), (task["prefix"], resolved, task["seed"], logs))
+        engine.map(_simulate_log, list(missing.values()), shared={"datasets": datasets},
+                   progress=lambda line: say(line))
         engine.map(_run_point, todo, shared={"datasets": datasets, "out": out}, progress=keep)
     else:
         for task in todo:
@@ -412,6 +424,15 @@ def run_experiment(config: dict, out_root: Path = Path("runs"), progress: bool =
     say(table)
     say(f"wrote {out}/results.csv, results.json, results.md and plots")
     return frame
+
+
+def _simulate_log(item: tuple, *, datasets: dict) -> str:
+    """One engine task: simulate a grid point's log (shared by the points that differ only in training)."""
+    prefix, resolved, seed, logs = item
+    simulation = _simulation_config(resolved["simulation"])
+    Simulator(datasets[resolved["data"]], simulation, seed=seed).run(logs, resolved["sessions"], progress=False,
+                                                                     overwrite=True)
+    return f"{prefix}: simulated {resolved['sessions']:,} sessions"
 
 
 def _run_point(task: dict, *, datasets: dict, out: Path, say: Callable[[str], None] | None = None) -> dict:
