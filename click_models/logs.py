@@ -702,6 +702,10 @@ def _to_padded(batch: pa.RecordBatch, batch_size: int, K: int, where: str) -> Cl
     return result
 
 
+#: record batches the scanner reads ahead of the consumer (each at most ``batch_size`` rows)
+READ_AHEAD_BATCHES = 2
+
+
 def iter_click_log(
     path: str | os.PathLike,
     batch_size: int = 65_536,
@@ -727,7 +731,11 @@ def iter_click_log(
     where = str(path)
     pending: list[pa.RecordBatch] = []
     pending_rows = 0
-    for record_batch in dataset.to_batches(columns=wanted, filter=filter, batch_size=batch_size):
+    # bounded read-ahead, one decoding thread: Arrow's defaults decode several row groups ahead (peak memory grew
+    # with the log; measured in benchmarks/memory.py)
+    for record_batch in dataset.to_batches(columns=wanted, filter=filter, batch_size=batch_size,
+                                           batch_readahead=READ_AHEAD_BATCHES, fragment_readahead=1,
+                                           use_threads=False):
         if record_batch.num_rows == 0:
             continue
         pending.append(record_batch)
