@@ -717,8 +717,63 @@ def iter_click_log(
 
     Every batch has ``batch_size`` rows (the last one padded, ``row_valid``
     False) and ``list_size`` positions (default: the log's largest rank).
-    Only one batch is held in memory at a time.
+    A thread reads and pads the next batches while the caller works on this one (both cores busy), with at
+    most :data:`PREFETCHED_BATCHES` batches waiting, so memory stays bounded.
     """
+    return _prefetched(_padded_batches(path, batch_size, list_size, columns, filter), PREFETCHED_BATCHES)
+
+
+#: padded batches read ahead of the consumer by :func:`iter_click_log`'s reader thread
+PREFETCHED_BATCHES = 2
+
+
+def _prefetched(batches: Iterator, depth: int) -> Iterator:
+    """``batches`` produced by a background thread, at most ``depth`` ahead; errors re-raised in the consumer, and
+    the thread stopped when the consumer stops early."""
+    import queue
+    import threading
+
+    slots: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def produce():
+        try:
+            for item in batches:
+                while not stop.is_set():
+                    try:
+                        slots.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            outcome = done
+        except BaseException as error:  # handed to the consumer
+            outcome = error
+        while not stop.is_set():
+            try:
+                slots.put(outcome, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    worker = threading.Thread(target=produce, name="ultr-log-reader", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = slots.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        worker.join()
+
+
+def _padded_batches(path, batch_size: int, list_size: int | None, columns, filter) -> Iterator[ClickLogBatch]:
     dataset, files = _dataset(path)
     K = list_size or infer_list_size(path)
     if K <= 0:
