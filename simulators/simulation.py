@@ -44,7 +44,6 @@ from click_models.logs import (
     write_manifest,
     writer_lock,
 )
-
 from click_models.storage import local_path
 
 from .datasets import Dataset, RankingData, fingerprint
@@ -495,9 +494,8 @@ class Simulator:
         old log stays whole until the new one replaces it. A run killed without cleaning up
         (``SIGKILL``, a lost machine) keeps its finished parts in the staging directory: the same
         command again (same data, configuration, seed, sizes) checks them by SHA-256 and simulates only
-        the rest. A second writer of the same
-        ``out_dir`` is refused. Returns a summary (sessions/s, CTR per rank), also
-        written to ``simulation.json`` with the configuration.
+        the rest. A second writer of the same ``out_dir`` is refused. Returns a summary (sessions/s,
+        CTR per rank, parts resumed), also written to ``simulation.json`` with the configuration.
 
         ``engine`` (:mod:`click_models.engine`; None or ``local``: this process) runs the parts elsewhere:
         with ``ray``, one Ray task per part writes it into the staging directory, which must then be on a
