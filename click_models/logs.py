@@ -457,28 +457,6 @@ def click_log_files(path) -> list:
     from .storage import Location, log_location
 
     path = log_location(path)
-    if isinstance(path, Location):
-        return _remote_log_files(path)
-    if path.is_dir():
-        if (path / INCOMPLETE_NAME).exists():
-            raise ClickLogError(f"{path}: the conversion that writes this log has not finished ({INCOMPLETE_NAME} "
-                                "is there); rerun it to finish")
-        files = sorted(p for p in path.rglob("*.parquet") if not p.name.startswith("."))
-        if (path / MANIFEST_NAME).exists():
-            verify_log_directory(path, files)
-        elif (path / SIMULATION_METADATA_NAME).exists():
-            raise ClickLogError(f"{path}: a simulated log without {MANIFEST_NAME}: its simulation did not finish "
-                                "(or the log predates manifests); simulate it again with --overwrite")
-        if not files:
-            raise ClickLogError(f"{path}: no .parquet files in this directory")
-        return files
-    if not path.exists():
-        raise ClickLogError(f"{path}: no such click log")
-    return [path]
-
-
-def _remote_log_files(path) -> list:
-    """:func:`click_log_files` of a log on a pyarrow filesystem, with the same checks of its manifest."""
     if not path.exists():
         raise ClickLogError(f"{path}: no such click log")
     if not path.is_dir():
@@ -486,11 +464,16 @@ def _remote_log_files(path) -> list:
     if (path / INCOMPLETE_NAME).exists():
         raise ClickLogError(f"{path}: the conversion that writes this log has not finished ({INCOMPLETE_NAME} "
                             "is there); rerun it to finish")
-    files = path.files(".parquet")
+    remote = isinstance(path, Location)
+    files = path.files(".parquet") if remote else sorted(p for p in path.rglob("*.parquet")
+                                                         if not p.name.startswith("."))
     if (path / MANIFEST_NAME).exists():
-        _verify_manifest(path, {f.path[len(path.path.rstrip("/")) + 1:]: f for f in files},
-                         lambda f: f.size(), lambda f: _sha256_stream(f.filesystem.open_input_stream(f.path)),
-                         lambda f: (f.uri, f.size(), f.info().mtime_ns) if f.info().mtime_ns is not None else None)
+        if remote:
+            _verify_manifest(path, {f.path[len(path.path.rstrip("/")) + 1:]: f for f in files}, lambda f: f.size(),
+                             lambda f: _sha256_stream(f.filesystem.open_input_stream(f.path)),
+                             lambda f: (f.uri, f.size(), f.info().mtime_ns) if f.info().mtime_ns is not None else None)
+        else:
+            verify_log_directory(path, files)
     elif (path / SIMULATION_METADATA_NAME).exists():
         raise ClickLogError(f"{path}: a simulated log without {MANIFEST_NAME}: its simulation did not finish "
                             "(or the log predates manifests); simulate it again with --overwrite")
@@ -737,26 +720,25 @@ def _prefetched(batches: Iterator, depth: int) -> Iterator:
     stop = threading.Event()
     done = object()
 
+    def hand_over(item) -> bool:
+        """Put ``item`` in a slot; False when the consumer stopped first."""
+        while not stop.is_set():
+            try:
+                slots.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def produce():
         try:
             for item in batches:
-                while not stop.is_set():
-                    try:
-                        slots.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not hand_over(item):
                     return
             outcome = done
         except BaseException as error:  # handed to the consumer
             outcome = error
-        while not stop.is_set():
-            try:
-                slots.put(outcome, timeout=0.1)
-                return
-            except queue.Full:
-                continue
+        hand_over(outcome)
 
     worker = threading.Thread(target=produce, name="ultr-log-reader", daemon=True)
     worker.start()
