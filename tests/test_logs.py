@@ -71,6 +71,27 @@ def test_streaming_gives_fixed_size_batches_over_several_files(tmp_path):
     assert not batches[-1].mask[1:].any()  # padding rows show nothing
 
 
+def test_the_reader_thread_stops_with_its_consumer_and_hands_over_errors(tmp_path):
+    """iter_click_log reads ahead in a thread: a consumer that stops early stops it, and an error found by the
+    thread (here a part that is not Parquet) is raised in the consumer, with no thread left behind."""
+    import threading
+
+    log = small_log(n=40)
+    with ClickLogWriter(tmp_path / "logs", rows_per_file=10) as writer:
+        writer.write(sessions_to_table(**log))
+    batches = iter_click_log(tmp_path / "logs", batch_size=4)
+    first = next(batches)
+    assert first.num_sessions == 4
+    batches.close()
+    assert not [t for t in threading.enumerate() if t.name == "ultr-log-reader"]
+    last = sorted((tmp_path / "logs").glob("*.parquet"))[-1]
+    last.write_bytes(b"not parquet")
+    with pytest.raises(Exception, match="Parquet|parquet|magic"):
+        for _ in iter_click_log(tmp_path / "logs", batch_size=4):
+            pass
+    assert not [t for t in threading.enumerate() if t.name == "ultr-log-reader"]
+
+
 def test_writer_leaves_no_partial_file_on_error(tmp_path):
     table = sessions_to_table(**small_log())
     with pytest.raises(RuntimeError):
