@@ -162,6 +162,7 @@ def fit_log(logs: str | Path, model: str | type[ClickModel] = "pbm", method: str
         "method": method,
         "fit_seconds": round(elapsed, 3),
         "iterations": len(result.history),
+        "passes": result.history[-1].get("passes", len(result.history)) if result.history else 0,
         "converged": bool(result.converged),
         "train_log_likelihood": result.history[-1].get("log_likelihood") if result.history else None,
     }

@@ -307,15 +307,29 @@ def _reduce_counts(kind: str, per_session: np.ndarray, doc_index: np.ndarray, si
     return values.sum(axis=0) if kind in (RANK, RANK_RANK) else values.sum()
 
 
-def _em_generic(model, source, num_documents, list_size, prior: Prior, max_iterations, tolerance, log_likelihood_tolerance, init, callback):
+def _em_generic(model, source, num_documents, list_size, prior: Prior, max_iterations, tolerance, log_likelihood_tolerance, init, callback, accelerate: bool = True):
+    """EM over sessions, one pass over the source per EM step, accelerated by SQUAREM (``accelerate``).
+
+    SQUAREM (Varadhan and Roland, Scand. J. Statist. 2008, scheme S3): from two EM steps ``θ1 = F(θ0)`` and
+    ``θ2 = F(θ1)`` it extrapolates ``θ' = θ0 - 2α r + α² v`` (``r = θ1 - θ0``, ``v = θ2 - 2θ1 + θ0``,
+    ``α = -|r| / |v|``, at most -1), here on the logits of the parameters so that they stay in (0, 1), and takes
+    one EM step from ``θ'``. An extrapolation that lowers the likelihood below ``θ1``'s is rejected and the
+    cycle goes on from ``θ2``, so the likelihoods in the history never decrease. ``max_iterations`` caps the
+    passes over the source; each history entry records the passes made so far.
+    """
     kinds = CLICK_MODELS.resolve(model).parameter_kinds
     tables = initial_tables(model, num_documents, list_size) if init is None else {k: np.array(v, float) for k, v in init.items()}
-    history, converged = [], False
-    for iteration in range(max_iterations):
-        log_tables = {k: jnp.log(jnp.asarray(v, jnp.float32)) for k, v in tables.items()}
-        log_complements = {k: jnp.log1p(-jnp.asarray(v, jnp.float32)) for k, v in tables.items()}
-        used = {k: np.zeros_like(v) for k, v in tables.items()}
-        unused = {k: np.zeros_like(v) for k, v in tables.items()}
+    history: list[dict] = []
+    passes = 0
+
+    def step(current):
+        """One EM pass from ``current``: (next tables, log-likelihood of ``current``, largest change)."""
+        nonlocal passes
+        passes += 1
+        log_tables = {k: jnp.log(jnp.asarray(v, jnp.float32)) for k, v in current.items()}
+        log_complements = {k: jnp.log1p(-jnp.asarray(v, jnp.float32)) for k, v in current.items()}
+        used = {k: np.zeros_like(v) for k, v in current.items()}
+        unused = {k: np.zeros_like(v) for k, v in current.items()}
         log_likelihood = 0.0
         for batch in source:
             per_session, u, nu = _expected_counts(model, log_tables, log_complements, batch)
@@ -330,15 +344,60 @@ def _em_generic(model, source, num_documents, list_size, prior: Prior, max_itera
             counts[name] = used[name] + unused[name]
             new_tables[name] = (used[name] + a) / (counts[name] + a + b)
         _set_unseen_row(new_tables, model, counts)
-        change = max(float(np.abs(new_tables[n] - tables[n]).max()) for n in kinds)
-        tables = new_tables
-        history.append({"iteration": iteration, "log_likelihood": log_likelihood, "max_change": change})
+        change = max(float(np.abs(new_tables[n] - current[n]).max()) for n in kinds)
+        return new_tables, log_likelihood, change
+
+    def record(log_likelihood, change) -> bool:
+        """Add a history entry (for the tables the pass started from); True when EM has converged."""
+        history.append({"iteration": len(history), "log_likelihood": log_likelihood, "max_change": change,
+                        "passes": passes})
         if callback is not None:
             callback(history[-1])
-        if _has_converged(history, tolerance, log_likelihood_tolerance):
-            converged = True
-            break
-    return tables, history, converged
+        return _has_converged(history, tolerance, log_likelihood_tolerance)
+
+    while passes < max_iterations:
+        first, log_likelihood, change = step(tables)  # θ1 = F(θ0), with L(θ0)
+        if record(log_likelihood, change):
+            return first, history, True
+        if not accelerate or passes + 2 > max_iterations:
+            tables = first
+            continue
+        second, log_likelihood_first, change = step(first)  # θ2 = F(θ1), with L(θ1)
+        if record(log_likelihood_first, change):
+            return second, history, True
+        point = _squarem_point(tables, first, second)
+        if point is None:
+            tables = second
+            continue
+        after, log_likelihood_point, change = step(point)  # F(θ'), with L(θ')
+        if log_likelihood_point >= log_likelihood_first:
+            if record(log_likelihood_point, change):
+                return after, history, True
+            tables = after
+        else:  # the extrapolation lost likelihood: go on from θ2 (the pass counts, the point is not kept)
+            tables = second
+    return tables, history, False
+
+
+#: SQUAREM keeps extrapolated probabilities this far inside (0, 1)
+_SQUAREM_MARGIN = 1e-7
+
+
+def _squarem_point(theta0: dict, theta1: dict, theta2: dict) -> dict | None:
+    """The SQUAREM (S3) extrapolation of two EM steps, on logits (None when the steps did not move)."""
+    def logit(table):
+        table = np.clip(table, _SQUAREM_MARGIN, 1 - _SQUAREM_MARGIN)
+        return np.log(table) - np.log1p(-table)
+
+    g0, g1, g2 = ({k: logit(v) for k, v in theta.items()} for theta in (theta0, theta1, theta2))
+    r = {k: g1[k] - g0[k] for k in g0}
+    v = {k: g2[k] - 2 * g1[k] + g0[k] for k in g0}
+    rr, vv = sum(float(np.sum(x * x)) for x in r.values()), sum(float(np.sum(x * x)) for x in v.values())
+    if not (vv > 0 and np.isfinite(vv) and np.isfinite(rr)):
+        return None
+    alpha = min(-np.sqrt(rr / vv), -1.0)
+    return {k: np.clip(1 / (1 + np.exp(-(g0[k] - 2 * alpha * r[k] + alpha**2 * v[k]))),
+                       _SQUAREM_MARGIN, 1 - _SQUAREM_MARGIN) for k in g0}
 
 
 def fit_em(
@@ -353,6 +412,7 @@ def fit_em(
     log_likelihood_tolerance: float = 1e-9,
     init: dict | None = None,
     callback: Callable[[dict], None] | None = None,
+    accelerate: bool = True,
 ) -> FitResult:
     """Fit ``model`` by expectation-maximisation.
 
@@ -365,6 +425,9 @@ def fit_em(
       prior: Beta pseudo-counts of the M-step.
       max_iterations, tolerance: stop when no parameter moves more than ``tolerance``
         or the log-likelihood improves by less than ``log_likelihood_tolerance`` (relative).
+        For the models fitted over sessions, ``max_iterations`` caps the passes over the source.
+      accelerate: SQUAREM for the models fitted over sessions (Cascade, DBN, DCM, CCM, ...): fewer passes to the
+        same fixed point, the likelihood never decreasing (Varadhan and Roland, 2008).
 
     Returns:
       a :class:`FitResult`; ``history`` holds the training log-likelihood per iteration.
@@ -384,7 +447,7 @@ def fit_em(
     else:
         tables, history, converged = _em_generic(
             model, source, num_documents, list_size, prior, max_iterations, tolerance, log_likelihood_tolerance,
-            init, callback,
+            init, callback, accelerate,
         )
     return FitResult(model, tables, history, "em", converged)
 
