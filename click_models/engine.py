@@ -97,6 +97,8 @@ class RayEngine(Engine):
             raise ValueError(f"workers must be positive, got {workers}")
         self._ray, self.address, self.max_retries = ray, address, max_retries
         self._started = False
+        if address is not None and not ray.is_initialized():
+            _check_reachable(address)
         if not ray.is_initialized():
             options = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
             try:
@@ -146,6 +148,21 @@ class RayEngine(Engine):
         if self._started and self._ray.is_initialized():
             self._ray.shutdown()
         self._started = False
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Refuse a HOST:PORT cluster address that does not answer (Ray itself would retry for minutes)."""
+    import socket
+
+    target = address.split("://", 1)[-1]
+    if address == "auto" or ":" not in target:
+        return
+    host, _, port = target.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except (OSError, ValueError) as error:
+        raise RayUnavailableError(f"--ray-address {address}: no Ray cluster answers there ({error})") from None
 
 
 def make_engine(name: str | Engine | None = "local", *, address: str | None = None,

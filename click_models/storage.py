@@ -51,6 +51,9 @@ def local_path(location: str | os.PathLike) -> Path:
     import pyarrow as pa
     import pyarrow.fs as pafs
 
+    scheme = _SCHEME.match(location).group(1).lower()
+    if scheme in REMOTE_SCHEMES:  # decided by the scheme: building the filesystem may need the network
+        raise StorageError(_no_rename(location, scheme))
     try:
         filesystem, path = pafs.FileSystem.from_uri(location)
     except (OSError, pa.ArrowException) as error:
@@ -61,10 +64,17 @@ def local_path(location: str | os.PathLike) -> Path:
         raise StorageError(f"{location}: {what} ({detail})") from None
     if isinstance(filesystem, pafs.LocalFileSystem):
         return Path(path)
-    raise StorageError(
-        f"{location}: ultr reads and writes local paths and file:// URIs (its complete-or-absent logs rest on "
-        f"atomic renames, which a {filesystem.type_name} filesystem lacks); mount it (s3fs, gcsfuse, an HDFS NFS "
-        "gateway) and give the mount path")
+    raise StorageError(_no_rename(location, filesystem.type_name))
+
+
+#: schemes of pyarrow filesystems that are not the local disk
+REMOTE_SCHEMES = ("s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss")
+
+
+def _no_rename(location: str, kind: str) -> str:
+    return (f"{location}: ultr writes to local paths and file:// URIs (its complete-or-absent outputs rest on "
+            f"atomic renames, which {kind}:// storage lacks); mount it (s3fs, gcsfuse, an HDFS NFS gateway) and give "
+            "the mount path")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,7 +104,10 @@ class Location:
                         self.uri.rstrip("/").rsplit("/", 1)[0])
 
     def info(self):
-        return self.filesystem.get_file_info(self.path)
+        try:
+            return self.filesystem.get_file_info(self.path)
+        except OSError as error:  # unreachable storage, missing credentials: one line naming the location
+            raise OSError(f"{self.uri}: cannot reach it ({str(error).strip().splitlines()[0][:300]})") from None
 
     def exists(self) -> bool:
         import pyarrow.fs as pafs
@@ -145,9 +158,13 @@ def log_location(location) -> "Path | Location":
     except StorageError as error:
         if "atomic renames" not in str(error):
             raise
+    import pyarrow as pa
     import pyarrow.fs as pafs
 
-    filesystem, path = pafs.FileSystem.from_uri(location)
+    try:
+        filesystem, path = pafs.FileSystem.from_uri(location)
+    except (OSError, pa.ArrowException) as error:
+        raise StorageError(f"{location}: cannot open this filesystem ({str(error).strip().splitlines()[0]})") from None
     return Location(filesystem, path, location.split("?", 1)[0])
 
 

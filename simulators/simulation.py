@@ -567,7 +567,7 @@ class Simulator:
             "sessions": num_sessions,
             "seconds": round(elapsed, 3),
             "compile_seconds": round(compile_seconds, 3),
-            "sessions_per_second": num_sessions / elapsed if elapsed > 0 else None,
+            "sessions_per_second": sum(r[2] - r[1] for r in todo) / elapsed if elapsed > 0 and todo else None,
             "ctr_per_rank": (clicks_per_rank / np.maximum(shown_per_rank, 1)).tolist(),
             "files": [r[0].name for r in results],
             "resumed_parts": len(ranges) - len(todo),

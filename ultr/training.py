@@ -107,6 +107,9 @@ class TrainConfig:
         if self.loss is not None:
             self.loss = LOSSES.canonical(self.loss)
             cls.check_loss(self.loss)
+        if self.devices > 1 and self.batch_size % self.devices:
+            raise ValueError(f"batch_size: {self.batch_size} does not split over {self.devices} devices; give a "
+                             f"multiple of {self.devices}")
         if self.bias_learning_rate is not None and not cls.has_bias_model:
             raise ValueError(f"bias_learning_rate: the {cls.name} learner has no bias model "
                              f"(used by {', '.join(_users(lambda c: c.has_bias_model))})")

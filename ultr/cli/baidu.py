@@ -39,7 +39,7 @@ def add_parser(commands) -> None:
     convert.add_argument("--block-mb", type=positive_int, default=16,
                          help="decompressed megabytes parsed at a time per worker (memory per worker)")
     convert.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_engine_arguments(convert, "the raw partitions are converted, a task each (local: --workers processes)")
+    add_engine_arguments(convert, "a task converts each raw partition (local: --workers processes)")
     convert.set_defaults(handler=run_convert)
 
 

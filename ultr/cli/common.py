@@ -102,16 +102,17 @@ def check_identifiability(command: str, logs, require: bool) -> dict:
     return graph.to_json()
 
 
-def add_engine_arguments(parser, what: str) -> None:
-    """``--engine``, ``--ray-address`` and ``--ray-workers`` of the data-parallel commands (``what``: the pass the
-    engine runs, for the help text)."""
+def add_engine_arguments(parser, ray_tasks: str) -> None:
+    """``--engine``, ``--ray-address`` and ``--ray-workers`` of the data-parallel commands (``ray_tasks``: what one
+    Ray task does there, for the help text)."""
     from click_models.engine import ENGINES
 
     parser.add_argument("--engine", type=registry_choice(ENGINES), default="local",
-                        help=f"where {what} runs: {', '.join(ENGINES)} (one Ray task per Parquet part; needs the ray "
-                             "extra: pip install -e '.[ray]') (default: local)")
-    parser.add_argument("--ray-address", help="with --engine ray: the address of a running Ray cluster (ray://HOST:"
-                                              "10001 or auto) (default: start a local Ray instance)")
+                        help=f"{' or '.join(ENGINES)}: with ray, {ray_tasks}, with the local engine's results; needs "
+                             "the ray extra, pip install -e '.[ray]' (default: local)")
+    parser.add_argument("--ray-address", help="with --engine ray: a running Ray cluster, as HOST:6379 or auto from a "
+                                              "node of it (ray://HOST:10001 needs pip install 'ray[client]') "
+                                              "(default: start a local Ray instance)")
     parser.add_argument("--ray-workers", type=positive_int,
                         help="with --engine ray: tasks at once (default: every CPU of the Ray instance)")
 

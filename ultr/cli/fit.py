@@ -57,7 +57,7 @@ def add_parser(commands) -> None:
                      help="size of the built-in toy log, without --logs (default: 200000)")
     fit.add_argument("--seed", type=non_negative_int, default=0, help="default: 0")
     add_identifiability_argument(fit)
-    add_engine_arguments(fit, "the counting passes (the document numbering; PBM and UBM cells for em) run")
+    add_engine_arguments(fit, "a task per Parquet part runs the counting passes (the document numbering; the cells of PBM and UBM by em)")
     fit.set_defaults(handler=run)
 
 

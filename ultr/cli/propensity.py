@@ -37,7 +37,7 @@ def add_parser(commands) -> None:
     propensity.add_argument("--plot", type=path_argument, help="draw the estimate against the true curve to this PNG")
     propensity.add_argument("--seed", type=non_negative_int, default=0, help="default: 0")
     add_identifiability_argument(propensity)
-    add_engine_arguments(propensity, "the log's impressions and clicks are counted")
+    add_engine_arguments(propensity, "a task counts each Parquet part's impressions and clicks")
     propensity.set_defaults(handler=run)
 
 

@@ -24,7 +24,7 @@ def add_parser(commands) -> None:
     )
     run_parser.add_argument("config", nargs="?", type=path_argument, help="experiment TOML file (see docs and examples/)")
     run_parser.add_argument("--out-root", type=path_argument, default=Path("runs"), help="default: runs")
-    add_engine_arguments(run_parser, "the grid points run (a Ray task per grid point and seed)")
+    add_engine_arguments(run_parser, "a task runs each grid point and seed")
     run_parser.set_defaults(handler=run)
 
 

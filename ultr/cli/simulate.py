@@ -80,7 +80,7 @@ def add_parser(commands) -> None:
                           help="sessions per Parquet part (default: 1000000)")
     simulate.add_argument("--out", type=path_argument, required=True, help="output directory for the Parquet files")
     simulate.add_argument("--overwrite", action="store_true", help="replace the click log already in OUT")
-    add_engine_arguments(simulate, "the parts of the log are simulated (the same bytes on every engine)")
+    add_engine_arguments(simulate, "a task simulates each Parquet part (the same bytes)")
     simulate.set_defaults(handler=run)
 
 
@@ -186,7 +186,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"resumed: {summary['resumed_parts']} of {len(summary['files'])} parts were finished by an interrupted "
               "run of this command (checked by SHA-256)")
     ctr = " ".join(f"{x:.3f}" for x in summary["ctr_per_rank"])
-    print(f"{summary['sessions']:,} sessions in {summary['seconds']:.2f}s "
-          f"({summary['sessions_per_second']:,.0f} sessions/s) -> {out} ({len(summary['files'])} files)")
+    rate = f"{summary['sessions_per_second']:,.0f} sessions/s" if summary["sessions_per_second"] else "all resumed"
+    print(f"{summary['sessions']:,} sessions in {summary['seconds']:.2f}s ({rate}) -> {out} "
+          f"({len(summary['files'])} files)")
     print(f"CTR per rank: {ctr}")
     return 0
