@@ -210,9 +210,11 @@ MANIFEST_FORMAT = 1
 _verified: dict[tuple, bool] = {}  # (file, size, mtime) whose checksum matched in this process
 
 
-def file_sha256(path: str | os.PathLike) -> str:
+def file_sha256(path) -> str:
+    """The SHA-256 of a file: a local path or a :class:`~click_models.storage.Location`."""
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    handle = path.filesystem.open_input_stream(path.path) if hasattr(path, "filesystem") else open(path, "rb")
+    with handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
@@ -235,21 +237,22 @@ def write_manifest(directory: str | os.PathLike, extra: dict | None = None, dige
     return atomic_write_json(manifest, directory / MANIFEST_NAME)
 
 
-def verify_log_directory(directory: Path, parts: list[Path], checksums: bool = True) -> None:
-    """Raise :class:`ClickLogError` unless the manifest of ``directory`` lists exactly ``parts``, intact."""
-    found = {p.relative_to(directory).as_posix(): p for p in parts}
+def _size_and_key(part) -> tuple[int, tuple | None]:
+    """A part's size and what identifies it unchanged for the checksum cache (None: the storage gives no
+    modification time, so no result is cached); one metadata call, local or remote."""
+    if hasattr(part, "filesystem"):
+        info = part.info()
+        return info.size, (None if info.mtime_ns is None else (part.uri, info.size, info.mtime_ns))
+    stat = part.stat()
+    return stat.st_size, (str(part), stat.st_size, stat.st_mtime_ns)
 
-    def key(part):
-        stat = part.stat()
-        return str(part), stat.st_size, stat.st_mtime_ns
 
-    _verify_manifest(directory, found, lambda part: part.stat().st_size, file_sha256, key, checksums)
-
-
-def _verify_manifest(directory, found: dict, size_of, sha256_of, key_of, checksums: bool = True) -> None:
-    """The manifest check, for any storage: ``found`` maps relative names to files; ``size_of``, ``sha256_of``
-    and ``key_of`` (what identifies an unchanged file, for the checksum cache) read them."""
+def verify_log_directory(directory, parts: list, checksums: bool = True) -> None:
+    """Raise :class:`ClickLogError` unless the manifest of ``directory`` lists exactly ``parts``, intact (local
+    paths or :class:`~click_models.storage.Location` s)."""
     path = directory / MANIFEST_NAME
+    found = {(p.relative_to(directory) if hasattr(p, "filesystem") else p.relative_to(directory).as_posix()): p
+             for p in parts}
     try:
         manifest = json.loads(path.read_text())
         listed = {entry["file"]: entry for entry in manifest["parts"]}
@@ -265,13 +268,12 @@ def _verify_manifest(directory, found: dict, size_of, sha256_of, key_of, checksu
                             "the log is incomplete")
     for name, entry in listed.items():
         part = found[name]
-        size = size_of(part)
+        size, key = _size_and_key(part)
         if size != entry.get("bytes"):
             raise ClickLogError(f"{part}: {size} bytes, the manifest says {entry.get('bytes')}: "
                                 "the file was changed or truncated")
-        key = key_of(part)  # None: the storage gives no modification time, so no result is cached
         if checksums and (key is None or not _verified.get(key)):
-            if sha256_of(part) != entry.get("sha256"):
+            if file_sha256(part) != entry.get("sha256"):
                 raise ClickLogError(f"{part}: its SHA-256 differs from the manifest: the file is corrupt or changed")
             if key is not None:
                 _verified[key] = True
@@ -464,30 +466,16 @@ def click_log_files(path) -> list:
     if (path / INCOMPLETE_NAME).exists():
         raise ClickLogError(f"{path}: the conversion that writes this log has not finished ({INCOMPLETE_NAME} "
                             "is there); rerun it to finish")
-    remote = isinstance(path, Location)
-    files = path.files(".parquet") if remote else sorted(p for p in path.rglob("*.parquet")
-                                                         if not p.name.startswith("."))
+    files = path.files(".parquet") if isinstance(path, Location) else \
+        sorted(p for p in path.rglob("*.parquet") if not p.name.startswith("."))
     if (path / MANIFEST_NAME).exists():
-        if remote:
-            _verify_manifest(path, {f.path[len(path.path.rstrip("/")) + 1:]: f for f in files}, lambda f: f.size(),
-                             lambda f: _sha256_stream(f.filesystem.open_input_stream(f.path)),
-                             lambda f: (f.uri, f.size(), f.info().mtime_ns) if f.info().mtime_ns is not None else None)
-        else:
-            verify_log_directory(path, files)
+        verify_log_directory(path, files)
     elif (path / SIMULATION_METADATA_NAME).exists():
         raise ClickLogError(f"{path}: a simulated log without {MANIFEST_NAME}: its simulation did not finish "
                             "(or the log predates manifests); simulate it again with --overwrite")
     if not files:
         raise ClickLogError(f"{path}: no .parquet files in this directory")
     return files
-
-
-def _sha256_stream(stream) -> str:
-    digest = hashlib.sha256()
-    with stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_schema(file) -> pa.Schema:

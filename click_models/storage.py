@@ -44,24 +44,35 @@ def is_uri(location) -> bool:
         (location.startswith("file:") or "://" in location)
 
 
+def _scheme(location: str) -> str:
+    return _SCHEME.match(location).group(1).lower()
+
+
+def _filesystem(location: str):
+    """``(filesystem, path)`` of a URI by :func:`pyarrow.fs.FileSystem.from_uri`, or one line on why not."""
+    import pyarrow as pa
+    import pyarrow.fs as pafs
+
+    try:
+        return pafs.FileSystem.from_uri(location)
+    except (OSError, pa.ArrowException) as error:
+        detail = str(error).strip().splitlines()[0]
+        scheme = _scheme(location)
+        known = scheme in (*REMOTE_SCHEMES, "file", "mock")
+        what = f"cannot open this {scheme} filesystem" if known else "not a filesystem pyarrow knows"
+        raise StorageError(f"{location}: {what} ({detail})") from None
+
+
 def local_path(location: str | os.PathLike) -> Path:
     """The local path of a path or a ``file://`` URI; a :class:`StorageError` for other filesystems."""
     if not is_uri(location):
         return Path(location)
-    import pyarrow as pa
     import pyarrow.fs as pafs
 
-    scheme = _SCHEME.match(location).group(1).lower()
+    scheme = _scheme(location)
     if scheme in REMOTE_SCHEMES:  # decided by the scheme: building the filesystem may need the network
         raise StorageError(_no_rename(location, scheme))
-    try:
-        filesystem, path = pafs.FileSystem.from_uri(location)
-    except (OSError, pa.ArrowException) as error:
-        detail = str(error).strip().splitlines()[0]
-        scheme = _SCHEME.match(location).group(1).lower()
-        known = scheme in ("s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss", "file", "mock")
-        what = f"cannot open this {scheme} filesystem" if known else "not a filesystem pyarrow knows"
-        raise StorageError(f"{location}: {what} ({detail})") from None
+    filesystem, path = _filesystem(location)
     if isinstance(filesystem, pafs.LocalFileSystem):
         return Path(path)
     raise StorageError(_no_rename(location, filesystem.type_name))
@@ -119,8 +130,9 @@ class Location:
 
         return self.info().type == pafs.FileType.Directory
 
-    def size(self) -> int:
-        return self.info().size
+    def relative_to(self, base: "Location") -> str:
+        """This file's path below the folder ``base``, with ``/``."""
+        return posixpath.relpath(self.path.lstrip("/"), base.path.rstrip("/").lstrip("/"))
 
     def open(self):
         """A random-access file (for Parquet readers)."""
@@ -151,20 +163,15 @@ def log_location(location) -> "Path | Location":
     """Where a click log is read from: a local path (paths and ``file://`` URIs) or a :class:`Location` on another
     pyarrow filesystem (``s3://bucket/logs``; the URI's query sets the filesystem's options, such as
     ``?endpoint_override=HOST:PORT``)."""
-    if isinstance(location, Location) or not is_uri(location):
-        return location if isinstance(location, Location) else Path(location)
-    try:
-        return local_path(location)
-    except StorageError as error:
-        if "atomic renames" not in str(error):
-            raise
-    import pyarrow as pa
     import pyarrow.fs as pafs
 
-    try:
-        filesystem, path = pafs.FileSystem.from_uri(location)
-    except (OSError, pa.ArrowException) as error:
-        raise StorageError(f"{location}: cannot open this filesystem ({str(error).strip().splitlines()[0]})") from None
+    if isinstance(location, Location):
+        return location
+    if not is_uri(location):
+        return Path(location)
+    filesystem, path = _filesystem(location)
+    if isinstance(filesystem, pafs.LocalFileSystem):
+        return Path(path)
     return Location(filesystem, path, location.split("?", 1)[0])
 
 
