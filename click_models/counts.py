@@ -21,6 +21,7 @@ from typing import Iterable
 
 import numpy as np
 
+from .engine import distributes
 from .logs import ClickLogBatch, DocumentIndex, iter_click_log
 
 #: above this many cells the counts are accumulated sparsely (unique keys per batch)
@@ -115,7 +116,7 @@ class ClickCounts:
         from .logs import infer_list_size
 
         K = infer_list_size(path)
-        if engine is not None and engine.name != "local":
+        if distributes(engine):
             return count_log_parts(path, K, engine, by_intervention=by_intervention, batch_size=batch_size)
         columns = ("intervention",) if by_intervention else ()
         documents = DocumentIndex.from_batches(iter_click_log(path, batch_size, K, columns=()))
@@ -170,8 +171,10 @@ def count_log_parts(path, list_size: int, engine, *, by_intervention: bool = Fal
     return counts
 
 
-def _part_batches(file, list_size: int, batch_size: int, keep, columns=()):
-    for batch in iter_click_log(file, batch_size, list_size, columns=columns):
+def kept_batches(path, list_size: int, batch_size: int, keep, columns=()):
+    """:func:`~click_models.logs.iter_click_log` with only the sessions ``keep`` (session ids -> bool) selects
+    marked valid (all of them for None)."""
+    for batch in iter_click_log(path, batch_size, list_size, columns=columns):
         if keep is not None:
             batch.row_valid &= keep(batch.session_id)
         yield batch
@@ -179,7 +182,7 @@ def _part_batches(file, list_size: int, batch_size: int, keep, columns=()):
 
 def _part_pairs(file, *, list_size: int, batch_size: int, keep) -> tuple[np.ndarray, np.ndarray]:
     """One engine task: the distinct (query_id, doc_id) pairs of a part."""
-    index = DocumentIndex.from_batches(_part_batches(file, list_size, batch_size, keep))
+    index = DocumentIndex.from_batches(kept_batches(file, list_size, batch_size, keep))
     return index.query_ids, index.doc_ids
 
 
@@ -187,7 +190,7 @@ def _part_counts(file, *, list_size: int, documents: DocumentIndex, by_intervent
                  batch_size: int, keep) -> ClickCounts:
     """One engine task: the cell counts of a part over the whole log's document numbering."""
     columns = ("intervention",) if by_intervention else ()
-    counts = ClickCounts.from_batches(_part_batches(file, list_size, batch_size, keep, columns), list_size,
+    counts = ClickCounts.from_batches(kept_batches(file, list_size, batch_size, keep, columns), list_size,
                                       documents, by_intervention=by_intervention, by_previous_click=by_previous_click)
     counts.documents = None  # the caller has it: do not send it back
     return counts

@@ -150,6 +150,11 @@ class RayEngine(Engine):
         self._started = False
 
 
+def distributes(engine: "Engine | None") -> bool:
+    """Whether ``engine`` runs tasks outside this process (None and ``local``: the caller's own loop)."""
+    return engine is not None and not isinstance(engine, LocalEngine)
+
+
 def _check_reachable(address: str, timeout: float = 5.0) -> None:
     """Refuse a HOST:PORT cluster address that does not answer (Ray itself would retry for minutes)."""
     import socket

@@ -16,7 +16,8 @@ import optax
 import pyarrow as pa
 
 from ._base import DOCUMENT, ClickModel
-from .counts import count_log_parts, document_index_of_parts
+from .counts import count_log_parts, document_index_of_parts, kept_batches
+from .engine import distributes
 from .evaluation import evaluate
 from .fitting import FitResult, LogSource, fit_counting, fit_em, fit_gradient, fitting_methods, held_out_split
 from .logs import (
@@ -28,7 +29,6 @@ from .logs import (
     count_clicks,
     count_sessions,
     infer_list_size,
-    iter_click_log,
 )
 from .models import CLICK_MODELS
 from .registry import Registry
@@ -137,16 +137,11 @@ def fit_log(logs: str | Path, model: str | type[ClickModel] = "pbm", method: str
     is_held_out = lambda sid: held_out_split(sid, validation_fraction, seed)  # noqa: E731
     is_train = lambda sid: ~held_out_split(sid, validation_fraction, seed)  # noqa: E731
 
-    def train_batches():
-        for batch in iter_click_log(logs, batch_size, K, columns=()):
-            batch.row_valid &= is_train(batch.session_id)
-            yield batch
-
-    distributed = engine is not None and engine.name != "local"
+    distributed = distributes(engine)
     if distributed:
         documents = document_index_of_parts(click_log_files(logs), K, engine, batch_size=batch_size, keep=is_train)
     else:
-        documents = DocumentIndex.from_batches(train_batches())
+        documents = DocumentIndex.from_batches(kept_batches(logs, K, batch_size, is_train))
     train = LogSource(logs, documents, batch_size, K, keep=is_train)
     if distributed and cls.cell_em is not None and method == "em":  # the cells counted by the engine
         train.cells = count_log_parts(logs, K, engine, by_previous_click=cls.cell_em == "previous_click",

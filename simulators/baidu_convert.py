@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from click_models.engine import distributes
 from click_models.logs import (INCOMPLETE_NAME, ClickLogError, atomic_path, atomic_write_json, atomic_write_parquet,
                                file_sha256, write_manifest, writer_lock)
 
@@ -145,7 +146,7 @@ def _apply(task: tuple, *, function):
 
 
 def _run_tasks(function, tasks: list[tuple], workers: int, on_done, engine=None) -> None:
-    if engine is not None and engine.name != "local":  # one Ray task per partition, results as they come
+    if distributes(engine):  # one Ray task per partition, results as they come
         engine.map(_apply, tasks, shared={"function": function}, progress=on_done)
         return
     if workers <= 1 or len(tasks) <= 1:

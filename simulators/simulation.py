@@ -34,6 +34,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from click_models import CLICK_MODELS
+from click_models.engine import distributes, make_engine
 from click_models.labels import attraction_from_labels, satisfaction_from_labels  # noqa: F401 (re-exported)
 from click_models.logs import (
     atomic_path,
@@ -514,7 +515,8 @@ class Simulator:
         if needed > free:
             raise OSError(errno.ENOSPC, f"{num_sessions:,} sessions need about {needed / 2**20:,.1f} MiB; "
                                         f"{out_dir.parent} has {free / 2**20:,.1f} MiB free")
-        chunk_size = max(1, min(chunk_size, num_sessions, max(1, rows_per_file)))
+        rows_per_file = max(1, rows_per_file)
+        chunk_size = max(1, min(chunk_size, num_sessions, rows_per_file))
         identity = {"metadata": dataclasses.asdict(self.metadata()), "sessions": num_sessions,
                     "rows_per_file": rows_per_file, "chunk_size": chunk_size, "jax": jax.__version__}
         resume_key = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -527,8 +529,6 @@ class Simulator:
                   workers: int, engine=None) -> dict:
         from tqdm import tqdm
 
-        rows_per_file = max(1, rows_per_file)
-        chunk_size = max(1, min(chunk_size, num_sessions, rows_per_file))
         meta = self.metadata()
         compile_started = time.perf_counter()
         self.simulate_chunk(0, 1, padded_size=chunk_size)  # compile once, outside the timing
@@ -540,12 +540,10 @@ class Simulator:
         todo = [r for r in ranges if r[0] not in finished]
         bar = tqdm(total=num_sessions, unit="sessions", unit_scale=True, disable=not progress, desc="simulate",
                    initial=sum(done[4] for done in finished.values()))
-        from click_models.engine import make_engine
-
         owned = isinstance(engine, str)  # an engine made here from its name is closed here
         engine = make_engine(engine or "local")
         try:
-            if engine.name != "local":
+            if distributes(engine):
                 computed = engine.map(_simulate_part, todo, shared={"simulator": self, "out_dir": out_dir,
                                                                      "chunk_size": chunk_size},
                                      progress=lambda result: bar.update(result[4]))
@@ -573,7 +571,7 @@ class Simulator:
             "resumed_parts": len(ranges) - len(todo),
             "sha256": {r[0].name: r[3] for r in results},
         }
-        if engine.name != "local":
+        if distributes(engine):
             summary["engine"] = engine.describe()
         dataclasses.replace(meta, summary=summary).write(out_dir)
         return summary

@@ -48,6 +48,7 @@ import pandas as pd
 
 from typing import Callable
 
+from click_models.engine import distributes
 from click_models.identifiability import rank_graph_of_log
 from click_models.logs import atomic_write_json, atomic_write_text, count_sessions
 from click_models.storage import StorageError, local_path, log_location
@@ -401,17 +402,13 @@ def run_experiment(config: dict, out_root: Path = Path("runs"), progress: bool =
                       truths, sorted(finished))
 
     todo = [task for task in tasks if task is not None]
-    if engine is not None and engine.name != "local":
+    if distributes(engine):
         # grid points that differ only in training share a log: simulate each missing log once, first
         missing = {}
         for task in todo:
-            resolved = task["resolved"]
-            if resolved.get("logs") is None:
-                simulation = _simulation_config(resolved["simulation"])
-                logs = out / "logs" / _logs_key(datasets[resolved["data"]], simulation, resolved["sessions"],
-                                                task["seed"])
-                if not (logs / "manifest.json").exists():
-                    missing.setdefault(str(logs), (task["prefix"], resolved, task["seed"], logs))
+            logs = _point_logs(task, datasets, out)
+            if task["resolved"].get("logs") is None and not (logs / "manifest.json").exists():
+                missing.setdefault(str(logs), (task, logs))
         engine.map(_simulate_log, list(missing.values()), shared={"datasets": datasets},
                    progress=lambda line: say(line))
         engine.map(_run_point, todo, shared={"datasets": datasets, "out": out}, progress=keep)
@@ -426,13 +423,23 @@ def run_experiment(config: dict, out_root: Path = Path("runs"), progress: bool =
     return frame
 
 
-def _simulate_log(item: tuple, *, datasets: dict) -> str:
-    """One engine task: simulate a grid point's log (shared by the points that differ only in training)."""
-    prefix, resolved, seed, logs = item
+def _point_logs(task: dict, datasets: dict, out: Path):
+    """The log of a grid point and seed: the replayed one, or its entry in the cache of simulated logs."""
+    resolved = task["resolved"]
+    if resolved.get("logs") is not None:
+        return log_location(resolved["logs"])
     simulation = _simulation_config(resolved["simulation"])
-    Simulator(datasets[resolved["data"]], simulation, seed=seed).run(logs, resolved["sessions"], progress=False,
-                                                                     overwrite=True)
-    return f"{prefix}: simulated {resolved['sessions']:,} sessions"
+    return out / "logs" / _logs_key(datasets[resolved["data"]], simulation, resolved["sessions"], task["seed"])
+
+
+def _simulate_log(item: tuple, *, datasets: dict) -> str:
+    """Simulate a grid point's log into ``logs`` (an engine task too: a log shared by the points that differ only
+    in training is simulated once)."""
+    task, logs = item
+    resolved = task["resolved"]
+    Simulator(datasets[resolved["data"]], _simulation_config(resolved["simulation"]), seed=task["seed"]).run(
+        logs, resolved["sessions"], progress=False, overwrite=True)  # overwrite: a cache entry left unfinished
+    return f"{task['prefix']}: simulated {resolved['sessions']:,} sessions"
 
 
 def _run_point(task: dict, *, datasets: dict, out: Path, say: Callable[[str], None] | None = None) -> dict:
@@ -446,17 +453,13 @@ def _run_point(task: dict, *, datasets: dict, out: Path, say: Callable[[str], No
     point, resolved, seed, prefix = task["point"], task["resolved"], task["seed"], task["prefix"]
     data = resolved["data"]
     dataset = datasets[data]
-    simulation = _simulation_config(resolved["simulation"])
     rows, propensities = [], []
-    replayed = resolved.get("logs") is not None
-    logs = log_location(resolved["logs"]) if replayed else \
-        out / "logs" / _logs_key(dataset, simulation, resolved["sessions"], seed)
-    if replayed:
+    logs = _point_logs(task, datasets, out)
+    if resolved.get("logs") is not None:
         emit(f"{prefix}: replaying {logs}")
     elif not (logs / "manifest.json").exists():
         emit(f"{prefix}: simulating {resolved['sessions']:,} sessions")
-        Simulator(dataset, simulation, seed=seed).run(logs, resolved["sessions"], progress=False,
-                                                      overwrite=True)  # a cache entry left unfinished
+        _simulate_log((task, logs), datasets=datasets)
     else:
         emit(f"{prefix}: reusing cached logs {logs.name}")
     truth = true_examination(logs)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from click_models.engine import distributes
 from click_models.logs import ClickLogError
 
 from .base import (ESTIMATORS, Estimator, MissingInterventionError, PropensityEstimate, normalise, percentiles,
@@ -31,7 +32,7 @@ def estimate(logs, estimator, *, data=None, bootstrap: int | None = None, seed: 
     intervals (None: the estimator's default, ``Estimator.default_bootstrap``); ``engine``
     (:mod:`click_models.engine`) runs the counting pass part by part."""
     instance = ESTIMATORS.lookup(estimator, "--estimator") if isinstance(estimator, str) else estimator
-    engine_given = engine is not None and engine.name != "local"
+    engine_given = distributes(engine)
     if engine_given and instance.needs_data:
         raise ValueError(f"--engine {engine.name}: the {instance.name} estimator trains a ranker and has no counting "
                          "pass to distribute (use --engine local)")
