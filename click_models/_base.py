@@ -145,6 +145,9 @@ class ClickModel(abc.ABC):
     _log_params: dict[str, Array]
     _log_complements: dict[str, Array]
     mask: Array | None
+    #: the probabilities themselves where the model was built from them (or from logits): sampling reads
+    #: these instead of exponentiating the logs (None for models built from log-probabilities)
+    _probabilities: dict[str, Array] | None = None
 
     # ------------------------------------------------------------------ construction
     def __init_subclass__(cls, **kwargs):
@@ -152,22 +155,28 @@ class ClickModel(abc.ABC):
         jax.tree_util.register_pytree_node(cls, cls._tree_flatten, cls._tree_unflatten)
 
     def _tree_flatten(self):
-        return (self._log_params, self._log_complements, self.mask), None
+        return (self._log_params, self._log_complements, self.mask, self._probabilities), None
 
     @classmethod
     def _tree_unflatten(cls, aux, children):
         del aux
         obj = object.__new__(cls)
-        obj._log_params, obj._log_complements, obj.mask = children
+        obj._log_params, obj._log_complements, obj.mask, obj._probabilities = children
         return obj
 
     def _init_from_probabilities(self, mask: Any = None, **params: Any) -> None:
-        log_params, log_complements = {}, {}
+        log_params, log_complements, probabilities = {}, {}, {}
         for name in self.parameter_kinds:
             probability = _as_probability(f"{type(self).__name__}: {name}", params[name])
+            probabilities[name] = probability
             log_params[name] = _safe_log(probability)
             log_complements[name] = _safe_log1m(probability)
         self._set(log_params, log_complements, mask)
+        self._set_probabilities(probabilities)
+
+    def _set_probabilities(self, probabilities: dict[str, Any]) -> None:
+        dtype = next(iter(self._log_params.values())).dtype if self._log_params else jnp.result_type(float)
+        self._probabilities = {k: jnp.asarray(v).astype(dtype) for k, v in probabilities.items()}
 
     def _set(self, log_params, log_complements, mask) -> None:
         missing = set(self.parameter_kinds) - set(log_params)
@@ -208,7 +217,9 @@ class ClickModel(abc.ABC):
         """Build a model from logits (``p = sigmoid(logit)``), exact in log space."""
         log_params = {k: jax.nn.log_sigmoid(jnp.asarray(v)) for k, v in logits.items()}
         log_complements = {k: jax.nn.log_sigmoid(-jnp.asarray(v)) for k, v in logits.items()}
-        return cls.from_log_probabilities(log_params, log_complements, mask)
+        obj = cls.from_log_probabilities(log_params, log_complements, mask)
+        obj._set_probabilities({k: jax.nn.sigmoid(jnp.asarray(v)) for k, v in logits.items()})
+        return obj
 
     # ------------------------------------------------------------------ shapes
     def _check_shapes(self) -> None:
@@ -270,6 +281,15 @@ class ClickModel(abc.ABC):
         if item in kinds and "_log_params" in self.__dict__:
             return jnp.exp(self.__dict__["_log_params"][item])
         raise AttributeError(f"{type(self).__name__} has no attribute {item!r}")
+
+    def _prob(self, param: str) -> Array:
+        """``p`` shaped like :meth:`_terms`: the stored probability where there is one, else ``exp(log p)``
+        (sampling needs probabilities, and an ``exp`` of a ``log`` per element costs more than the draw)."""
+        if self._probabilities is not None and param in self._probabilities:
+            p = self._probabilities[param]
+        else:
+            p = jnp.exp(self._log_params[param])
+        return p[..., None] if self.parameter_kinds[param] == SESSION else p
 
     def _terms(self, param: str) -> tuple[Array, Array]:
         """``(log p, log(1-p))`` shaped to broadcast with ``batch + [K]``."""
@@ -364,9 +384,14 @@ class IndependentClickModel(ClickModel):
         shape = self.batch_shape + (self.list_size,)
         return jnp.where(self._valid(), jnp.exp(jnp.broadcast_to(log_examination, shape)), 0.0)
 
+    def _sampling_click_probs(self) -> Array:
+        """``P(C_k = 1)`` for sampling (subclasses compute it from probabilities, without logs)."""
+        return self.click_probs()
+
     def sample(self, key, sample_shape=()):
         sample_shape = self._sample_shape(sample_shape)
-        probs = self.click_probs()
+        shape = self.batch_shape + (self.list_size,)
+        probs = jnp.where(self._valid(), jnp.broadcast_to(self._sampling_click_probs(), shape), 0.0)
         u = jax.random.uniform(key, sample_shape + probs.shape, dtype=probs.dtype)
         return u < probs
 
@@ -454,18 +479,22 @@ class ChainClickModel(ClickModel):
         # exclusive cumulative sum (shifted, so that -inf terms never meet -inf)
         return jnp.concatenate([jnp.zeros_like(go_on[..., :1]), jnp.cumsum(go_on[..., :-1], axis=-1)], axis=-1)
 
+    def _chain_probabilities(self) -> tuple[Array, Array, Array]:
+        """``(attr, cont_click, cont_skip)`` as probabilities, for sampling (subclasses skip the logs)."""
+        terms = self._chain_terms()
+        return tuple(jnp.exp(terms[name]) for name in ("attr", "cont_click", "cont_skip"))
+
     def sample(self, key, sample_shape=()):
         sample_shape = self._sample_shape(sample_shape)
-        terms = self._chain_terms()
         shape = self.batch_shape + (self.list_size,)
-        attr = jnp.exp(jnp.broadcast_to(terms["attr"], shape))
-        cont_click = jnp.exp(jnp.broadcast_to(terms["cont_click"], shape))
-        cont_skip = jnp.exp(jnp.broadcast_to(terms["cont_skip"], shape))
-        key_attr, key_cont = jax.random.split(key)
-        full = sample_shape + shape
-        attracted = jax.random.uniform(key_attr, full, attr.dtype) < attr
-        u = jax.random.uniform(key_cont, full, attr.dtype)
-        goes_on = jnp.where(attracted, u < cont_click, u < cont_skip)
+        attr, cont_click, cont_skip = (jnp.broadcast_to(p, shape) for p in self._chain_probabilities())
+        # One uniform per position decides both the click and whether the user goes on: given
+        # u < attr, u / attr is again uniform, and given u >= attr, (u - attr) / (1 - attr) is.
+        u = jax.random.uniform(key, sample_shape + shape, attr.dtype)
+        attracted = u < attr
+        # (a certain continuation is kept exact rather than left to rounding of attr + (1 - attr))
+        goes_on_after_skip = (u - attr < (1.0 - attr) * cont_skip) | (cont_skip >= 1.0)
+        goes_on = jnp.where(attracted, u < attr * cont_click, goes_on_after_skip)
         valid = self._valid()
         attracted = attracted & valid
         goes_on = goes_on | ~valid

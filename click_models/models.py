@@ -69,6 +69,9 @@ class PBM(IndependentClickModel):
         le, lne = self._terms("examination")
         return la + le, log_add(lne, le + lna)
 
+    def _sampling_click_probs(self):
+        return self._prob("attraction") * self._prob("examination")
+
 
 @CLICK_MODELS.register(aliases=("trustbias",))
 class TrustBias(IndependentClickModel):
@@ -145,6 +148,17 @@ class Cascade(ChainClickModel):
         zero, neg = jnp.zeros_like(la), jnp.full_like(la, NEG_INF)
         return dict(attr=la, not_attr=lna, cont_click=neg, stop_click=zero, cont_skip=zero, stop_skip=neg)
 
+    def sample(self, key, sample_shape=()):
+        # One uniform per session: the first (and only) click is at rank k when F_(k-1) <= u < F_k, with
+        # F_k = 1 - prod_(j <= k) (1 - attraction_j) the probability of a click at or above k.
+        sample_shape = self._sample_shape(sample_shape)
+        shape = self.batch_shape + (self.list_size,)
+        attraction = jnp.where(self._valid(), jnp.broadcast_to(self._prob("attraction"), shape), 0.0)
+        clicked_by = 1.0 - jnp.cumprod(1.0 - attraction, axis=-1)
+        u = jax.random.uniform(key, sample_shape + self.batch_shape + (1,), attraction.dtype)
+        before = jnp.concatenate([jnp.zeros_like(clicked_by[..., :1]), clicked_by[..., :-1]], axis=-1)
+        return (u >= before) & (u < clicked_by)
+
 
 @CLICK_MODELS.register()
 class DBN(ChainClickModel):
@@ -175,6 +189,14 @@ class DBN(ChainClickModel):
 
     def _gamma_terms(self):
         return self._terms("continuation")
+
+    def _gamma_prob(self):
+        return self._prob("continuation")
+
+    def _chain_probabilities(self):
+        attraction = self._prob("attraction")
+        gamma = self._gamma_prob()
+        return attraction, (1.0 - self._prob("satisfaction")) * gamma, gamma + jnp.zeros_like(attraction)
 
     def _chain_terms(self):
         la, lna = self._terms("attraction")
@@ -215,6 +237,9 @@ class SDBN(DBN):
         la, _ = self._terms("attraction")
         return jnp.zeros_like(la[..., :1]), jnp.full_like(la[..., :1], NEG_INF)
 
+    def _gamma_prob(self):
+        return jnp.ones((), self._prob("attraction").dtype)
+
 
 @CLICK_MODELS.register()
 class DCM(ChainClickModel):
@@ -248,6 +273,10 @@ class DCM(ChainClickModel):
         return dict(
             attr=la, not_attr=lna, cont_click=ll + zero, stop_click=lnl + zero, cont_skip=zero, stop_skip=neg
         )
+
+    def _chain_probabilities(self):
+        attraction = self._prob("attraction")
+        return attraction, self._prob("continuation") + jnp.zeros_like(attraction), jnp.ones_like(attraction)
 
 
 @CLICK_MODELS.register()
@@ -379,8 +408,7 @@ class UBM(ClickModel):
         sample_shape = self._sample_shape(sample_shape)
         shape = self.batch_shape + (self.list_size,)
         K = self.list_size
-        la, _ = self._terms("attraction")
-        attraction = jnp.exp(jnp.broadcast_to(la, shape))
+        attraction = jnp.broadcast_to(self._prob("attraction"), shape)
         log_exam = self._log_params["examination"]
         valid = self._valid()
         u = jax.random.uniform(key, sample_shape + shape, attraction.dtype)

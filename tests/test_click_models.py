@@ -101,6 +101,31 @@ def test_sample_frequencies_match_exp_log_prob(name, masked):
     assert np.all(np.abs(frequencies - probs) <= tolerance)
 
 
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("build", ["from_logits", "from_log_probabilities"])
+def test_sampling_from_logits_and_from_logs_matches_exp_log_prob(name, build):
+    """Sampling reads stored probabilities (constructor, from_logits) or exponentiates logs
+    (from_log_probabilities): both paths draw the distribution that log_prob scores."""
+    K, draws = 4, 200_000
+    rng = np.random.default_rng(5)
+    mask = masks(K, rng)
+    reference = make_model(name, rng, K, mask=mask)
+    probabilities = {k: np.asarray(jnp.exp(v), np.float64) for k, v in reference._log_params.items()}
+    if build == "from_logits":
+        model = type(reference).from_logits(mask=reference.mask,
+                                            **{k: np.log(p) - np.log1p(-p) for k, p in probabilities.items()})
+    else:
+        model = type(reference).from_log_probabilities(reference._log_params, reference._log_complements,
+                                                       reference.mask)
+    vectors, probs = enumerated_probabilities(reference, K, mask)
+    samples = np.asarray(model.sample(jax.random.key(8), draws))
+    codes = (samples * (1 << np.arange(K))).sum(-1)
+    vector_codes = (vectors * (1 << np.arange(K))).sum(-1)
+    frequencies = np.stack([(codes == c).mean(0) for c in vector_codes])
+    tolerance = 5 * np.sqrt(probs * (1 - probs) / draws) + 1e-4
+    assert np.all(np.abs(frequencies - probs) <= tolerance)
+
+
 @settings(max_examples=25, deadline=None)
 @given(
     attraction=st.lists(st.floats(0.0, 1.0), min_size=4, max_size=4),
