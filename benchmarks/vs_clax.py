@@ -138,11 +138,11 @@ def clax_worker(data_path: str, task: str, rounds: int) -> dict:
 
     def as_batch(lo, hi):
         return {"query_doc_ids": jnp.asarray(data["ids"][lo:hi]), "positions": jnp.asarray(data["positions"][lo:hi]),
-                "mask": jnp.ones((hi - lo, K), bool), "clicks": jnp.asarray(clicks[lo:hi])}
+                "mask": jnp.ones((hi - lo, K), bool), "clicks": jnp.asarray(clicks[lo:hi], jnp.float32)}
 
     @nnx.jit
     def train_step(model, optimizer, batch):
-        loss, grads = nnx.value_and_grad(lambda m: m.compute_loss(batch))(model)
+        loss, grads = nnx.value_and_grad(lambda m: m.compute_loss(batch).mean())(model)
         optimizer.update(model, grads)
         return loss
 

@@ -300,10 +300,55 @@ def _expected_counts(model: "str | type[ClickModel]", log_tables, log_complement
     return per_session, used, unused
 
 
-def _reduce_counts(kind: str, per_session: np.ndarray, doc_index: np.ndarray, size: int) -> np.ndarray:
-    values = np.asarray(per_session, np.float64)
-    if kind == DOCUMENT:
-        return np.bincount(_table_rows(doc_index, size - 1).ravel(), weights=values.ravel(), minlength=size)
+@functools.partial(jax.jit, static_argnames=("model", "num_rows"))
+def _expected_count_totals(model: "str | type[ClickModel]", log_tables, log_complements, batch: SessionBatch,
+                           num_rows: int):
+    """:func:`_expected_counts` with the document parameters' counts summed per table row on the device
+    (``num_rows`` rows, the last the prior row that unseen and padded positions fall into). Each count, in
+    [0, 1], is rounded to a multiple of 2^-24 and summed as integers in two int32 halves: exact and
+    associative, so the totals do not depend on how the sessions are batched (a float32 scatter-add would
+    lose digits on documents seen thousands of times). Rank and session parameters stay per session: their
+    sums run over every session and are taken in float64 on the host."""
+    per_session, used, unused = _expected_counts(model, log_tables, log_complements, batch)
+    kinds = CLICK_MODELS.resolve(model).parameter_kinds
+    rows = jnp.where(batch.doc_index < 0, num_rows - 1, batch.doc_index).ravel()
+
+    def reduce(kind, values):
+        if kind != DOCUMENT:
+            return values
+        fixed = jnp.round(values.ravel() * _FIXED_POINT_SCALE).astype(jnp.int32)
+        high = jax.ops.segment_sum(fixed >> _FIXED_POINT_SPLIT, rows, num_segments=num_rows)
+        low = jax.ops.segment_sum(fixed & ((1 << _FIXED_POINT_SPLIT) - 1), rows, num_segments=num_rows)
+        return high, low
+
+    return (per_session, {k: reduce(kinds[k], used[k]) for k in kinds},
+            {k: reduce(kinds[k], unused[k]) for k in kinds})
+
+
+#: document counts are summed on the device as integers: multiples of 2^-24, split at bit 12 (each half-sum
+#: stays below 2^31 for fewer than 2^19 sessions per batch)
+_FIXED_POINT_SCALE = float(1 << 24)
+_FIXED_POINT_SPLIT = 12
+
+
+_MAX_FIXED_POINT_SESSIONS = 1 << 18
+
+
+def _at_most(source: Iterable[SessionBatch], size: int) -> Iterator[SessionBatch]:
+    """The batches of ``source``, those of more than ``size`` sessions cut into slices."""
+    for batch in source:
+        if batch.doc_index.shape[0] <= size:
+            yield batch
+            continue
+        for start in range(0, batch.doc_index.shape[0], size):
+            yield SessionBatch(*(None if x is None else x[start:start + size] for x in batch))
+
+
+def _host_total(kind: str, values) -> np.ndarray:
+    if kind == DOCUMENT:  # (high, low) integer sums per row
+        high, low = (np.asarray(v, np.int64) for v in values)
+        return ((high << _FIXED_POINT_SPLIT) + low).astype(np.float64) / _FIXED_POINT_SCALE
+    values = np.asarray(values, np.float64)
     return values.sum(axis=0) if kind in (RANK, RANK_RANK) else values.sum()
 
 
@@ -331,13 +376,23 @@ def _em_generic(model, source, num_documents, list_size, prior: Prior, max_itera
         used = {k: np.zeros_like(v) for k, v in current.items()}
         unused = {k: np.zeros_like(v) for k, v in current.items()}
         log_likelihood = 0.0
-        for batch in source:
-            per_session, u, nu = _expected_counts(model, log_tables, log_complements, batch)
+
+        def add(totals):
+            nonlocal log_likelihood
+            per_session, u, nu = totals
             log_likelihood += float(np.sum(np.asarray(per_session, np.float64)))
-            doc_index = np.asarray(batch.doc_index)
             for k, kind in kinds.items():
-                used[k] += _reduce_counts(kind, u[k], doc_index, num_documents + 1)
-                unused[k] += _reduce_counts(kind, nu[k], doc_index, num_documents + 1)
+                used[k] += _host_total(kind, u[k])
+                unused[k] += _host_total(kind, nu[k])
+
+        pending = None
+        for batch in _at_most(source, _MAX_FIXED_POINT_SESSIONS):  # dispatch the next, then fetch the last
+            totals = _expected_count_totals(model, log_tables, log_complements, batch, num_documents + 1)
+            if pending is not None:
+                add(pending)
+            pending = totals
+        if pending is not None:
+            add(pending)
         counts, new_tables = {}, {}
         for name, kind in kinds.items():
             a, b = prior.document if kind == DOCUMENT else prior.rank

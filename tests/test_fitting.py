@@ -199,3 +199,14 @@ def test_perplexity_of_the_true_model_matches_its_definition():
     np.testing.assert_allclose(metrics["conditional_perplexity_per_rank"], per_rank, rtol=1e-5)
     log_likelihood = np.sum(c * np.log(probs) + (1 - c) * np.log(1 - probs), axis=1).mean()
     np.testing.assert_allclose(metrics["log_likelihood"], log_likelihood, rtol=1e-5)
+
+
+def test_em_over_sessions_does_not_depend_on_the_batching():
+    """Document counts are summed on the device as integers: cutting the same sessions into other batches
+    (here one document is seen 20,000 times per pass) gives the same tables to float64 rounding."""
+    truth, log, one_batch = toy("dbn", 5, 4, 20_000, seed=4)
+    _, _, many = toy("dbn", 5, 4, 20_000, seed=4, batch_size=1_500)
+    first = fit_em("dbn", one_batch, 20, 4, max_iterations=6, tolerance=0, log_likelihood_tolerance=0)
+    second = fit_em("dbn", many, 20, 4, max_iterations=6, tolerance=0, log_likelihood_tolerance=0)
+    for name in ("attraction", "satisfaction", "continuation"):
+        np.testing.assert_allclose(first.tables[name], second.tables[name], rtol=0, atol=1e-9)
