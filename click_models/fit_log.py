@@ -19,7 +19,7 @@ from ._base import DOCUMENT, ClickModel
 from .counts import count_log_parts, document_index_of_parts, kept_batches
 from .engine import distributes
 from .evaluation import evaluate
-from .fitting import FitResult, LogSource, fit_counting, fit_em, fit_gradient, fitting_methods, held_out_split
+from .fitting import FitResult, LogSource, Prior, fit_counting, fit_em, fit_gradient, fitting_methods, held_out_split
 from .logs import (
     ClickLogError,
     DocumentIndex,
@@ -88,17 +88,22 @@ class FittedLog:
 FITTING_METHODS: Registry[Callable[..., FitResult]] = Registry("fitting method")
 
 
+def _prior(settings: dict) -> Prior | None:
+    """The centred document prior of the given strength, or None: the model's default_prior."""
+    return Prior(strength=settings["prior_strength"]) if settings.get("prior_strength") is not None else None
+
+
 @FITTING_METHODS.register("em")
 def _fit_by_em(cls, train, validation, num_documents, K, settings, callback):
     """Expectation-maximisation (every model)."""
     return fit_em(cls, train, num_documents, K, max_iterations=settings["max_iterations"],
-                  tolerance=settings["tolerance"], callback=callback)
+                  tolerance=settings["tolerance"], callback=callback, prior=_prior(settings))
 
 
 @FITTING_METHODS.register("counting")
 def _fit_by_counting(cls, train, validation, num_documents, K, settings, callback):
     """Closed-form counting estimators (models with a counting rule)."""
-    return fit_counting(cls, train, num_documents, K)
+    return fit_counting(cls, train, num_documents, K, prior=_prior(settings))
 
 
 @FITTING_METHODS.register("gradient")
@@ -112,7 +117,8 @@ def _fit_by_gradient(cls, train, validation, num_documents, K, settings, callbac
 def fit_log(logs: str | Path, model: str | type[ClickModel] = "pbm", method: str = "em", *,
             validation_fraction: float = 0.1, batch_size: int = 65_536, max_iterations: int = 500,
             tolerance: float = 1e-5, epochs: int = 200, learning_rate: float = 0.1, patience: int = 10,
-            seed: int = 0, callback: Callable[[dict], None] | None = None, engine=None) -> FittedLog:
+            prior_strength: float | None = None, seed: int = 0, callback: Callable[[dict], None] | None = None,
+            engine=None) -> FittedLog:
     """Fit ``model`` to the click log at ``logs`` and evaluate it on held-out sessions.
 
     Args:
@@ -121,6 +127,9 @@ def fit_log(logs: str | Path, model: str | type[ClickModel] = "pbm", method: str
       method: ``em`` (every model), ``counting`` (models with a counting rule) or ``gradient`` (optax Adam).
       validation_fraction: share of sessions (hashed by id with ``seed``) held out for the metrics and
         for early stopping of the gradient fit; 0 holds none out.
+      prior_strength: pseudo-counts of a document prior of ``em`` and ``counting`` centred on the mean of
+        each document parameter (:class:`~click_models.fitting.Prior`); None keeps the model's
+        :func:`~click_models.fitting.default_prior`.
       callback: called with each iteration's (EM) or epoch's (gradient) history entry.
       engine: runs the counting passes part by part (:mod:`click_models.engine`): the document numbering, and
         the cells of PBM and UBM by EM; the result equals the local engine's.
@@ -149,7 +158,7 @@ def fit_log(logs: str | Path, model: str | type[ClickModel] = "pbm", method: str
     validation = LogSource(logs, documents, batch_size, K, keep=is_held_out) if validation_fraction > 0 else None
     started = time.perf_counter()
     settings = {"max_iterations": max_iterations, "tolerance": tolerance, "epochs": epochs,
-                "learning_rate": learning_rate, "patience": patience}
+                "learning_rate": learning_rate, "patience": patience, "prior_strength": prior_strength}
     result = FITTING_METHODS[method](cls, train, validation, documents.size, K, settings, callback)
     elapsed = time.perf_counter() - started
     metrics = {

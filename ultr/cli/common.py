@@ -36,6 +36,16 @@ positive_int = _integer(1, "positive")
 non_negative_int = _integer(0, "non-negative")
 
 
+def positive_float(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {value!r}") from None
+    if not 0.0 < number < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite positive number, got {value}")
+    return number
+
+
 def fraction(value: str) -> float:
     try:
         number = float(value)

@@ -16,7 +16,7 @@ from click_models._base import RANK, RANK_RANK
 from click_models.fit_log import FITTING_METHODS
 
 from .common import (UsageError, add_engine_arguments, check_engine_arguments, add_identifiability_argument, check_identifiability,
-                     engine_from_args, fraction, non_negative_int, positive_int, refuse_output_inside_logs,
+                     engine_from_args, fraction, non_negative_int, positive_float, positive_int, refuse_output_inside_logs,
                      registry_choice)
 
 
@@ -27,7 +27,14 @@ METHOD_OPTIONS = {
     "epochs": (positive_int, 200, "gradient", "passes over the log"),
     "learning_rate": (float, 0.1, "gradient", "Adam learning rate"),
     "patience": (positive_int, 10, "gradient", "epochs without held-out improvement before stopping"),
+    "prior_strength": (positive_float, None, ("em", "counting"),
+                       "pseudo-counts of a document prior centred on each document parameter's mean; without it "
+                       "PBM, UBM and trust bias use Beta(1, 1), the cascade family strength 5"),
 }
+
+
+def _methods(methods: str | tuple[str, ...]) -> tuple[str, ...]:
+    return (methods,) if isinstance(methods, str) else methods
 
 
 def add_parser(commands) -> None:
@@ -51,8 +58,10 @@ def add_parser(commands) -> None:
     fit.add_argument("--validation-fraction", type=fraction, default=0.1,
                      help="share of sessions held out for early stopping and metrics (default: 0.1)")
     fit.add_argument("--batch-size", type=positive_int, default=65_536, help="sessions per batch (default: 65536)")
-    for name, (kind, default, method, text) in METHOD_OPTIONS.items():
-        fit.add_argument("--" + name.replace("_", "-"), type=kind, help=f"{method}: {text} (default: {default})")
+    for name, (kind, default, methods, text) in METHOD_OPTIONS.items():
+        methods = " and ".join(_methods(methods))
+        shown = "" if default is None else f" (default: {default})"
+        fit.add_argument("--" + name.replace("_", "-"), type=kind, help=f"{methods}: {text}{shown}")
     fit.add_argument("--sessions", type=positive_int,
                      help="size of the built-in toy log, without --logs (default: 200000)")
     fit.add_argument("--seed", type=non_negative_int, default=0, help="default: 0")
@@ -74,10 +83,11 @@ def run(args: argparse.Namespace) -> int:
         names = counting_models()
         raise UsageError(f"--method counting exists for {', '.join(names[:-1])} and {names[-1]}, not {model.name}")
     settings = {}
-    for name, (_, default, method, _) in METHOD_OPTIONS.items():
+    for name, (_, default, methods, _) in METHOD_OPTIONS.items():
         value = getattr(args, name)
-        if value is not None and method != args.method:  # a flag the chosen method would ignore
-            raise UsageError(f"--{name.replace('_', '-')}: an option of --method {method}, not {args.method}")
+        if value is not None and args.method not in _methods(methods):  # a flag the chosen method would ignore
+            raise UsageError(f"--{name.replace('_', '-')}: an option of --method {' and '.join(_methods(methods))}, "
+                             f"not {args.method}")
         settings[name] = default if value is None else value
     if not 0 < settings["tolerance"] < float("inf") or not 0 < settings["learning_rate"] < float("inf"):
         raise UsageError("--tolerance and --learning-rate must be finite positive numbers")
