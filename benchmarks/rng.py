@@ -1,9 +1,10 @@
 """Key implementations in the simulator: throughput and chunk-size consistency of threefry2x32 (the default), rbg
 and unsafe_rbg.
 
-Run by hand: ``python benchmarks/rng.py [--data PATH]``. Each implementation is set as JAX's default
-(``jax_default_prng_impl``) in its own process; the simulator's compiled chunk is timed without writing, and the
-clicks of sessions 0..49,999 are compared between chunks of 3,000 and of 50,000 sessions.
+Run by hand: ``python benchmarks/rng.py [--data PATH]``. Each implementation is chosen with
+``SimulationConfig(generator=...)`` (``ultr simulate --generator``) in its own process; the simulator's compiled
+chunk is timed without writing, and the clicks of sessions 0..49,999 are compared between chunks of 3,000 and of
+50,000 sessions (the rbg generators draw in aligned blocks of ``RBG_BLOCK`` sessions, so they must not differ).
 """
 
 import argparse
@@ -12,18 +13,19 @@ import subprocess
 import sys
 from pathlib import Path
 
+from simulators.simulation import GENERATORS
+
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "mq2008" / "Fold1"
 
 ONE = """
 import json, sys, time
-import jax, numpy as np
-jax.config.update("jax_default_prng_impl", sys.argv[1])
+import numpy as np
 from simulators.datasets import load_dataset
 from simulators.simulation import SimulationConfig, Simulator
 dataset = load_dataset(sys.argv[2])
 out = {}
 for model in ("pbm", "cascade", "dbn"):
-    simulator = Simulator(dataset, SimulationConfig(click_model=model), seed=0)
+    simulator = Simulator(dataset, SimulationConfig(click_model=model, generator=sys.argv[1]), seed=0)
     simulator.simulate_chunk(0, 100_000)
     started = time.perf_counter()
     for i in range(5):
@@ -43,7 +45,7 @@ def main():
     print(f"data: {args.data}; the simulator's chunk of 100,000 sessions, no writing")
     print("| generator | PBM | Cascade | DBN | sessions differing between chunks of 3,000 and 50,000 |")
     print("| --- | --- | --- | --- | --- |")
-    for impl in ("threefry2x32", "rbg", "unsafe_rbg"):
+    for impl in GENERATORS:
         done = subprocess.run([sys.executable, "-c", ONE, impl, args.data], capture_output=True, text=True, check=True)
         r = json.loads(done.stdout.strip().splitlines()[-1])
         print(f"| {impl} | {r['pbm'] / 1e6:.2f}M/s | {r['cascade'] / 1e6:.2f}M/s | {r['dbn'] / 1e6:.2f}M/s | "

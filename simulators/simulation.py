@@ -2,6 +2,11 @@
 
 Every session's randomness is derived from the seed and the session's index
 (``fold_in(key(seed), index)``), so a log is identical whatever the chunk size.
+The key implementation (:data:`GENERATORS`) is part of the log's identity: it is a
+configuration field, recorded in ``simulation.json``. With ``threefry2x32`` (the
+default) each session draws from its own key. XLA's ``rbg`` generators draw the bits of
+a whole vmapped batch from the batch's first key, so with them sessions are drawn in
+fixed blocks of :data:`RBG_BLOCK` aligned session indices, whatever the chunk.
 Chunks are computed by jit-compiled code (one compilation: the last chunk is
 padded) and written by a background thread while the next chunk is computed;
 memory stays flat whatever the number of sessions.
@@ -55,6 +60,12 @@ from .toy import DLA_EXAMINATION
 
 #: sessions per log at most: session indices are folded into the seed's key as 32-bit integers
 MAX_SESSIONS = 2**32
+#: key implementations a log can be drawn with (``jax.random.key(seed, impl=...)``): threefry2x32 (JAX's
+#: default, the same bits on every backend), rbg and unsafe_rbg (XLA's RngBitGenerator: faster on CPU and GPU,
+#: the same bits for a seed on one backend and JAX version)
+GENERATORS = ("threefry2x32", "rbg", "unsafe_rbg")
+#: sessions per block of the rbg generators: a block draws its bits from the key of its first session
+RBG_BLOCK = 4096
 #: Parquet bytes per shown document, measured (36 MiB per 1M sessions of 10), doubled for the disk check
 BYTES_PER_SHOWN_DOCUMENT = 8
 
@@ -96,6 +107,7 @@ class SimulationConfig:
       intervention_rate: share of sessions that get the intervention.
       query_sampling: ``"uniform"`` or ``"powerlaw"`` (``P(q) ~ rank^-exponent`` over a
         random order of the queries).
+      generator: the random key implementation, one of :data:`GENERATORS` (part of the log's identity).
     """
 
     click_model: str = "pbm"
@@ -120,6 +132,7 @@ class SimulationConfig:
     intervention_rate: float = 1.0
     query_sampling: str = "uniform"
     powerlaw_exponent: float = 1.0
+    generator: str = "threefry2x32"
 
     def validate(self) -> None:
         model = CLICK_MODELS.lookup(self.click_model, "click_model")
@@ -173,6 +186,8 @@ class SimulationConfig:
             raise ValueError(f"intervention_rate must lie in [0, 1], got {self.intervention_rate}")
         if self.query_sampling not in ("uniform", "powerlaw"):
             raise ValueError(f"query_sampling: unknown {self.query_sampling!r}; choose uniform or powerlaw")
+        if self.generator not in GENERATORS:
+            raise ValueError(f"generator: unknown {self.generator!r}; choose {', '.join(GENERATORS)}")
         if isinstance(self.examination, str) and self.examination not in ("dla", "inverse"):
             raise ValueError(f"examination: unknown {self.examination!r}; choose dla, inverse or a list")
         for option, names in PARAMETER_OPTIONS.items():
@@ -370,7 +385,7 @@ class Simulator:
         list_sizes = jnp.asarray(self.list_sizes, jnp.int32)
         cdf = jnp.asarray(np.cumsum(self.query_probabilities), jnp.float32)
         params = {k: jnp.asarray(v, jnp.float32) for k, v in self.rank_parameters.items()}
-        base_key = jax.random.key(self.seed)
+        base_key = jax.random.key(self.seed, impl=cfg.generator)
         P = len(self.policies)
         intervention = INTERVENTIONS[cfg.intervention] if cfg.intervention is not None else None
         rate = cfg.intervention_rate
@@ -442,13 +457,32 @@ class Simulator:
                 outputs += (jnp.where(candidates_valid, doc_ids[query, candidates], 0), candidates_valid)
             return outputs
 
-        return jax.jit(jax.vmap(one_session))
+        if not self._drawn_in_blocks:
+            return jax.jit(jax.vmap(one_session))
+
+        def blocks(index):  # [blocks, RBG_BLOCK]: one vmapped batch per block, so a block's bits depend on it alone
+            outputs = jax.lax.map(jax.vmap(one_session), index)
+            return tuple(x.reshape((-1, *x.shape[2:])) for x in outputs)
+
+        return jax.jit(blocks)
+
+    @property
+    def _drawn_in_blocks(self) -> bool:
+        return self.config.generator != "threefry2x32"
 
     def simulate_chunk(self, start: int, size: int, padded_size: int | None = None) -> dict[str, np.ndarray]:
         """Sessions ``start .. start + size - 1`` as numpy arrays (padded_size: compiled batch size)."""
         padded_size = padded_size or size
-        index = jnp.arange(start, start + padded_size, dtype=jnp.uint32)
-        outputs = [np.asarray(x)[:size] for x in self._chunk_fn(index)]
+        first, offset = start, 0
+        if self._drawn_in_blocks:  # whole aligned blocks around the chunk, as many for every chunk of this padding
+            first = start // RBG_BLOCK * RBG_BLOCK
+            offset = start - first
+            count = -(-(padded_size + RBG_BLOCK - 1) // RBG_BLOCK)
+            index = jnp.arange(first, first + count * RBG_BLOCK, dtype=jnp.uint32).reshape(count, RBG_BLOCK)
+        else:
+            index = jnp.arange(start, start + padded_size, dtype=jnp.uint32)
+        with jax.threefry_partitionable(True):  # the bits of a threefry log do not follow the user's global flag
+            outputs = [np.asarray(x)[offset:offset + size] for x in self._chunk_fn(index)]
         query, docs, clicks, shown, labels, exam, policy, code = outputs[:8]
         extra = {}
         if self.config.candidates is not None:

@@ -179,3 +179,19 @@ def test_simulate_cli_end_to_end_then_fit(tmp_path, capsys):
         main(args + ["--overwrite"])
     with pytest.raises(SystemExit, match="--tau needs three numbers"):
         main(["simulate", "--tau", "0.5", "--out", str(tmp_path / "x")])
+
+
+@pytest.mark.parametrize("generator", ["rbg", "unsafe_rbg"])
+def test_the_generator_is_part_of_the_log_and_chunk_invariant(small_synthetic, tmp_path, generator):
+    config = SimulationConfig(click_model="dbn", intervention="randtopk", generator=generator)
+    simulator = Simulator(small_synthetic, config, seed=5)
+    simulator.run(tmp_path / "small", 10_000, chunk_size=1_500, rows_per_file=4_000, progress=False)
+    simulator.run(tmp_path / "large", 10_000, chunk_size=10_000, rows_per_file=10_000, progress=False)
+    small, large = read_click_log(tmp_path / "small"), read_click_log(tmp_path / "large")
+    for field in ("query_id", "doc_ids", "clicks", "intervention"):
+        np.testing.assert_array_equal(getattr(small, field), getattr(large, field), err_msg=field)
+    assert json.loads((tmp_path / "small" / "simulation.json").read_text())["config"]["generator"] == generator
+    threefry = Simulator(small_synthetic, SimulationConfig(click_model="dbn", intervention="randtopk"), seed=5)
+    assert not np.array_equal(threefry.simulate_chunk(0, 10_000)["clicks"], small.clicks)
+    with pytest.raises(ValueError, match="generator: unknown 'mt19937'"):
+        Simulator(small_synthetic, SimulationConfig(generator="mt19937"))

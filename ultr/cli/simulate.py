@@ -14,6 +14,7 @@ from click_models import CLICK_MODELS
 from click_models.logs import ClickLogError
 from simulators.interventions import INTERVENTIONS
 from simulators.policies import POLICIES
+from simulators.simulation import GENERATORS
 
 from .common import (UsageError, add_engine_arguments, check_engine_arguments, engine_from_args, non_negative_int, positive_int,
                      registry_choice)
@@ -70,6 +71,10 @@ def add_parser(commands) -> None:
                           help="share of sessions that get the intervention (default: 1.0)")
     simulate.add_argument("--query-sampling", choices=["uniform", "powerlaw"], help="default: uniform")
     simulate.add_argument("--powerlaw-exponent", type=float, help="default: 1.0")
+    simulate.add_argument("--generator", choices=GENERATORS,
+                          help="random key implementation, recorded in the log: threefry2x32 (default; the same bits "
+                               "on every backend) or XLA's rbg / unsafe_rbg (faster; the same bits for a seed on one "
+                               "backend and JAX version)")
     simulate.add_argument("--normalize", choices=NORMALIZATIONS, default="none",
                           help="feature normalisation for the logging policy's ranker (default: none)")
     simulate.add_argument("--sessions", type=positive_int, default=1_000_000, help="default: 1000000")
@@ -116,7 +121,7 @@ def command_line_values(args: argparse.Namespace) -> dict:
         "temperature": args.temperature, "oracle_noise": args.oracle_noise, "intervention_k": args.intervention_k,
         "candidates": args.candidates, "candidate_temperature": args.candidate_temperature,
         "intervention_rate": args.intervention_rate, "query_sampling": args.query_sampling,
-        "powerlaw_exponent": args.powerlaw_exponent,
+        "powerlaw_exponent": args.powerlaw_exponent, "generator": args.generator,
         "continuation": _floats(args.continuation, "--continuation"),
         "trust_eps_pos": _floats(args.trust_eps_pos, "--trust-eps-pos"),
         "trust_eps_neg": _floats(args.trust_eps_neg, "--trust-eps-neg"),
