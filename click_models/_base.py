@@ -32,6 +32,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._random import uniform
+
 Array = jax.Array
 
 DOCUMENT = "document"
@@ -392,7 +394,7 @@ class IndependentClickModel(ClickModel):
         sample_shape = self._sample_shape(sample_shape)
         shape = self.batch_shape + (self.list_size,)
         probs = jnp.where(self._valid(), jnp.broadcast_to(self._sampling_click_probs(), shape), 0.0)
-        u = jax.random.uniform(key, sample_shape + probs.shape, dtype=probs.dtype)
+        u = uniform(key, sample_shape + probs.shape, dtype=probs.dtype)
         return u < probs
 
 
@@ -490,7 +492,7 @@ class ChainClickModel(ClickModel):
         attr, cont_click, cont_skip = (jnp.broadcast_to(p, shape) for p in self._chain_probabilities())
         # One uniform per position decides both the click and whether the user goes on: given
         # u < attr, u / attr is again uniform, and given u >= attr, (u - attr) / (1 - attr) is.
-        u = jax.random.uniform(key, sample_shape + shape, attr.dtype)
+        u = uniform(key, sample_shape + shape, attr.dtype)
         attracted = u < attr
         # (a certain continuation is kept exact rather than left to rounding of attr + (1 - attr))
         goes_on_after_skip = (u - attr < (1.0 - attr) * cont_skip) | (cont_skip >= 1.0)

@@ -32,6 +32,7 @@ from ._base import (
     IndependentClickModel,
     log_add,
 )
+from ._random import uniform
 from .registry import Registry
 
 CLICK_MODELS: Registry[type[ClickModel]] = Registry("click model")
@@ -155,7 +156,7 @@ class Cascade(ChainClickModel):
         shape = self.batch_shape + (self.list_size,)
         attraction = jnp.where(self._valid(), jnp.broadcast_to(self._prob("attraction"), shape), 0.0)
         clicked_by = 1.0 - jnp.cumprod(1.0 - attraction, axis=-1)
-        u = jax.random.uniform(key, sample_shape + self.batch_shape + (1,), attraction.dtype)
+        u = uniform(key, sample_shape + self.batch_shape + (1,), attraction.dtype)
         before = jnp.concatenate([jnp.zeros_like(clicked_by[..., :1]), clicked_by[..., :-1]], axis=-1)
         return (u >= before) & (u < clicked_by)
 
@@ -411,7 +412,7 @@ class UBM(ClickModel):
         attraction = jnp.broadcast_to(self._prob("attraction"), shape)
         log_exam = self._log_params["examination"]
         valid = self._valid()
-        u = jax.random.uniform(key, sample_shape + shape, attraction.dtype)
+        u = uniform(key, sample_shape + shape, attraction.dtype)
         full_batch = sample_shape + self.batch_shape
         if log_exam.ndim == 2:
             exam_rows = jnp.exp(log_exam)  # [K, K]

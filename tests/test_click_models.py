@@ -314,3 +314,26 @@ def test_properties_hold_with_x64_and_mixed_dtypes(name):
         assert samples.shape == (1000, BATCH, K)
     model32 = _mixed_dtype_model(name, K)  # and the same model without x64 agrees
     np.testing.assert_allclose(np.asarray(model32.click_probs()), marginal, atol=1e-5)
+
+
+def test_uniform_draws_are_uniform_prefix_stable_and_follow_the_key_implementation():
+    from click_models._random import uniform
+
+    key = jax.random.key(3)
+    u = np.asarray(uniform(key, (200_000, 5)))
+    assert u.dtype == np.float32 and u.min() >= 0.0 and u.max() < 1.0
+    counts = np.bincount((u.ravel() * 100).astype(int), minlength=100)
+    expected = u.size / 100
+    assert ((counts - expected) ** 2 / expected).sum() < 200  # chi-square, 99 degrees of freedom: p < 1e-6
+    # neighbouring positions (the two words of one hash) are uncorrelated
+    assert abs(np.corrcoef(u[:, 0], u[:, 1])[0, 1]) < 0.01
+    # element e depends on the key and e only: any shape, any length
+    np.testing.assert_array_equal(np.asarray(uniform(key, (7, 3))).ravel(), u.ravel()[:21])
+    np.testing.assert_array_equal(np.asarray(uniform(key, (1,))), u.ravel()[:1])
+    assert not np.array_equal(np.asarray(uniform(jax.random.key(4), (21,))), u.ravel()[:21])
+    keys = jax.random.split(key, 4)
+    batched = jax.vmap(lambda k: uniform(k, (9,)))(keys)
+    np.testing.assert_array_equal(np.asarray(batched[2]), np.asarray(uniform(keys[2], (9,))))
+    rbg = jax.random.key(3, impl="rbg")
+    np.testing.assert_array_equal(np.asarray(uniform(rbg, (4, 5))), np.asarray(jax.random.uniform(rbg, (4, 5))))
+    assert uniform(key, (0, 3)).shape == (0, 3)
