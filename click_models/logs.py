@@ -114,11 +114,17 @@ class ClickLogBatch:
 
 
 # ---------------------------------------------------------------------- writing
-def _list_array(values_2d: np.ndarray, mask: np.ndarray, value_type: pa.DataType) -> pa.ListArray:
-    lengths = mask.sum(axis=1)
-    offsets = np.zeros(len(lengths) + 1, dtype=np.int32)
-    np.cumsum(lengths, out=offsets[1:])
-    values = pa.array(values_2d[mask], type=value_type)
+def _list_array(values_2d: np.ndarray, mask: np.ndarray, value_type: pa.DataType,
+                full: bool | None = None) -> pa.ListArray:
+    """The rows of ``values_2d [B, K]`` as lists of their ``mask``-ed slots (``full``: every slot shown)."""
+    B, K = mask.shape
+    if full if full is not None else mask.all():  # lists of K: no boolean gather, offsets 0, K, 2K, ...
+        offsets = np.arange(0, (B + 1) * K, K, dtype=np.int32)
+        values = pa.array(np.ascontiguousarray(values_2d).reshape(-1), type=value_type)
+    else:
+        offsets = np.zeros(B + 1, dtype=np.int32)
+        np.cumsum(mask.sum(axis=1), out=offsets[1:])
+        values = pa.array(values_2d[mask], type=value_type)
     return pa.ListArray.from_arrays(pa.array(offsets), values)
 
 
@@ -147,22 +153,23 @@ def sessions_to_table(
     doc_ids = np.asarray(doc_ids)
     B, K = doc_ids.shape
     mask = np.ones((B, K), bool) if mask is None else np.asarray(mask, bool)
+    full = bool(mask.all())
     if with_positions is None:
         # gaps exist where a displayed slot follows a hidden one
         with_positions = bool((mask[:, 1:] & ~mask[:, :-1]).any())
     columns = {
         "session_id": pa.array(np.asarray(session_id, np.int64)),
         "query_id": pa.array(np.asarray(query_id, np.int64)),
-        "doc_ids": _list_array(doc_ids.astype(np.int64), mask, pa.int64()),
-        "clicks": _list_array(np.asarray(clicks, bool), mask, pa.bool_()),
+        "doc_ids": _list_array(doc_ids.astype(np.int64, copy=False), mask, pa.int64(), full),
+        "clicks": _list_array(np.asarray(clicks, bool), mask, pa.bool_(), full),
     }
     if with_positions:
         ranks = np.broadcast_to(np.arange(1, K + 1, dtype=np.int16), (B, K))
-        columns["positions"] = _list_array(ranks, mask, pa.int16())
+        columns["positions"] = _list_array(ranks, mask, pa.int16(), full)
     if labels is not None:
-        columns["labels"] = _list_array(np.asarray(labels).astype(np.int8), mask, pa.int8())
+        columns["labels"] = _list_array(np.asarray(labels).astype(np.int8, copy=False), mask, pa.int8(), full)
     if examination is not None:
-        columns["examination"] = _list_array(np.asarray(examination, np.float32), mask, pa.float32())
+        columns["examination"] = _list_array(np.asarray(examination, np.float32), mask, pa.float32(), full)
     if policy is not None:
         columns["policy"] = pa.array(np.asarray(policy, np.int32))
     if intervention is not None:

@@ -417,7 +417,8 @@ class Simulator:
 
         def one_session(index):
             key = jax.random.fold_in(base_key, index)
-            k_query, k_policy, k_rank, k_intervene, k_click = jax.random.split(key, 5)
+            # one key per use, folded in where it is used: a session pays only for the draws its configuration makes
+            k_query, k_policy, k_rank, k_intervene, k_click = (jax.random.fold_in(key, i) for i in range(5))
             query = jnp.minimum(jnp.searchsorted(cdf, jax.random.uniform(k_query), side="right"), len(cdf) - 1)
             policy = jax.random.randint(k_policy, (), 0, P) if P > 1 else jnp.int32(0)
             n_docs = list_sizes[query]
