@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -185,3 +186,23 @@ def _parse_fast(path: Path, rows: list[list[str]], line_numbers: np.ndarray, num
     features = np.zeros((len(rows), width), np.float32)
     features[row_of, ids - 1] = values
     return LetorFile(path, query_ids, labels.astype(np.int8), features, line_numbers)
+
+
+_DOCID = re.compile(r"#.*?\bdocid\s*=\s*(\S+)")
+
+
+def letor_doc_names(path: str | os.PathLike) -> dict[int, str]:
+    """The ``#docid = NAME`` comments of a LETOR file, by 0-based line index (the ``doc_ids`` that
+    :func:`simulators.datasets.read_letor_cached` gives the file's documents); empty when the file has none.
+
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "t.txt"
+    >>> _ = path.write_text("1 qid:7 1:0.5 #docid = GX01-23 inc = 1\\n0 qid:7 1:0.1\\n")
+    >>> letor_doc_names(path)
+    {0: 'GX01-23'}
+    """
+    names = {}
+    for index, line in enumerate(_read_text(Path(path)).splitlines()):
+        if "#" in line and (match := _DOCID.search(line)):
+            names[index] = match.group(1)
+    return names

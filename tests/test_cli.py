@@ -62,3 +62,21 @@ def test_errors_are_reported_clearly(tmp_path):
     assert result.returncode == 2 and "no such click log" in result.stderr
     with pytest.raises(SystemExit, match="counting exists for cascade, sdbn and dcm"):
         main(["fit", "--click-model", "pbm", "--method", "counting", "--out", str(tmp_path / "x")])
+
+
+def test_every_option_with_a_default_shows_it_in_help():
+    import argparse
+
+    from ultr.cli import build_parser
+
+    def options(parser, prefix):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    yield from options(sub, prefix + [name])
+            elif action.option_strings and action.default not in (None, False, argparse.SUPPRESS) \
+                    and action.help != argparse.SUPPRESS and not isinstance(action, argparse._HelpAction):
+                yield " ".join(prefix + [action.option_strings[-1]]), action
+
+    missing = [name for name, action in options(build_parser(), ["ultr"]) if "default" not in (action.help or "")]
+    assert not missing, f"options whose --help hides their default: {missing}"

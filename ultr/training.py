@@ -474,6 +474,10 @@ class TrainResult:
     model: Learner | None = None  # the trained learner (None for the logging policy)
     max_label: int | None = None  # the dataset's grade scale maximum (ERR)
     test_groups: dict | None = None  # group name -> test metrics over that group's queries (dataset.query_groups)
+    feature_mean: np.ndarray | None = None  # [F]: the standardisation of the training features (saved models)
+    feature_scale: np.ndarray | None = None
+    list_size: int | None = None
+    init: dict | None = None  # {"model": DIR, "restored": "learner" | "ranker"} with --init
 
 
 def simulation_metadata(logs) -> dict | None:
@@ -609,9 +613,12 @@ def _check_memory(config: TrainConfig, num_features: int, list_size: int) -> Non
 
 
 def train(logs, dataset: Dataset, config: TrainConfig, progress: bool = True,
-          callback: Callable[[dict], None] | None = None) -> TrainResult:
+          callback: Callable[[dict], None] | None = None, init=None) -> TrainResult:
     """Train ``config.learner`` on click logs (features from ``dataset.train``), select the
-    best model on the validation split's ``config.metric`` and evaluate it on the test split."""
+    best model on the validation split's ``config.metric`` and evaluate it on the test split.
+
+    ``init``: a saved model directory (:mod:`ultr.saved`) to start from instead of a fresh ranker: the whole
+    learner when it was saved by the same learner, else its ranker (``TrainResult.init`` says which)."""
     config.validate()
     cls = config.learner_class
     started = time.perf_counter()
@@ -631,6 +638,8 @@ def train(logs, dataset: Dataset, config: TrainConfig, progress: bool = True,
         click_log_files(logs)
     if metadata is not None:
         metadata.check_dataset(dataset.train)
+    if init is not None and not cls.trainable:
+        raise ValueError(f"--init: the {cls.name} learner trains nothing to start from a saved model")
     if not cls.trainable:
         options = cls.make_options(config.learner_options)
         test = _padded_scores(test_store, cls.fixed_scores(metadata, test_store.data.features, options), test_lists)
@@ -652,6 +661,11 @@ def train(logs, dataset: Dataset, config: TrainConfig, progress: bool = True,
                   int(dataset.train.list_sizes.max()) if Need.CANDIDATES in cls.needs else K)
     logging_stages = _logging_stages(metadata, store) if Need.LOGGING_POLICY in cls.needs and cls.trainable else None
     learner = make_learner(config, dataset.num_features, K, propensities, logging_stages)
+    initial = None
+    if init is not None:
+        from .saved import restore_learner
+
+        initial = {"model": str(init), "restored": restore_learner(learner, cls.name, init, dataset.num_features)}
     table = jnp.asarray(store.table)
     vali_table, test_table = jnp.asarray(vali_store.table), jnp.asarray(test_store.table)
     batches, steps_per_epoch, max_steps = _click_source(cls, logs, store, config, K, propensities)
@@ -671,7 +685,8 @@ def train(logs, dataset: Dataset, config: TrainConfig, progress: bool = True,
     return TrainResult(cls.name, vali_metrics, test_metrics, None if props is None else props.tolist(),
                        log.history, log.steps, time.perf_counter() - started, test_scores, test_lists,
                        None if propensities is None else propensities.describe(), learner, grade,
-                       evaluate_groups(dataset, test_scores, test_lists, test_metrics_names))
+                       evaluate_groups(dataset, test_scores, test_lists, test_metrics_names),
+                       store.mean, store.scale, K, initial)
 
 
 def evaluate_groups(dataset: Dataset, scores: np.ndarray, lists: LabelBatch, metrics) -> dict | None:
@@ -697,9 +712,26 @@ def _padded_scores(store: FeatureStore, values: np.ndarray, lists: LabelBatch) -
     return scores
 
 
+def document_names(data: RankingData) -> Callable[[int, int], str]:
+    """``(query_id, doc_id) -> name`` for run files: the ``#docid`` comment of a LETOR file's line where the
+    split was read from a file that has them, else ``QUERY-DOC`` (the query id and ultr's document id: the
+    0-based line of a LETOR file, the index within the query of a synthetic one)."""
+    from simulators.letor import letor_doc_names
+
+    names = {}
+    source = Path(data.name) if data.name else None
+    if source is not None and source.is_file() and source.suffix != ".parquet":
+        try:
+            names = letor_doc_names(source)
+        except (OSError, ValueError):
+            names = {}
+    return lambda query_id, doc_id: names.get(int(doc_id)) or f"{query_id}-{doc_id}"
+
+
 def trec_run(data: RankingData, lists: LabelBatch, scores: np.ndarray, tag: str) -> tuple[str, str]:
     """The test ranking as a TREC run file and the labels as a qrels file, which trec_eval scores as
     ultr does: ``trec_eval -m ndcg_cut.10 test.qrels test.run`` gives metrics.json's ``ndcg@10``.
+    Documents are named by :func:`document_names`.
 
     * The run ranks each query's documents by score, ties broken by dataset order (as ultr's metrics);
       the score column is ``n + 1 - rank`` (n documents in the query) so that no tool can break ties
@@ -709,24 +741,35 @@ def trec_run(data: RankingData, lists: LabelBatch, scores: np.ndarray, tag: str)
       skips queries that the qrels lack).
     """
     run_lines, qrel_lines = [], []
+    name = document_names(data)
     for q, query_id in enumerate(data.unique_query_ids):
         valid = lists.mask[q]
         rows = lists.rows[q][valid]
         s = scores[q][valid]
         order = np.lexsort((np.arange(len(s)), -s))
+        names = [name(query_id, data.doc_ids[row]) for row in rows]
+        if len(set(names)) < len(names):  # a file naming two of a query's documents alike: ultr's ids instead
+            names = [f"{query_id}-{data.doc_ids[row]}" for row in rows]
         for rank, i in enumerate(order, start=1):
-            run_lines.append(f"{query_id} Q0 {data.doc_ids[rows[i]]} {rank} {len(s) + 1 - rank} {tag}")
+            run_lines.append(f"{query_id} Q0 {names[i]} {rank} {len(s) + 1 - rank} {tag}")
         if (data.labels[rows] > 0).any():
-            for row in rows:
-                qrel_lines.append(f"{query_id} 0 {data.doc_ids[row]} {2 ** int(data.labels[row]) - 1}")
+            for row, doc in zip(rows, names):
+                qrel_lines.append(f"{query_id} 0 {doc} {2 ** int(data.labels[row]) - 1}")
     return "\n".join(run_lines) + "\n", "\n".join(qrel_lines) + "\n"
 
 
 def write_outputs(out: Path, result: TrainResult, dataset: Dataset, config: TrainConfig,
-                  extra: dict | None = None) -> None:
-    """metrics.json (plus ``extra`` keys), propensities.json where the learner estimates them, and the
-    test split's TREC run and qrels."""
+                  extra: dict | None = None, normalize: str | None = None) -> None:
+    """metrics.json (plus ``extra`` keys), propensities.json where the learner estimates them, the
+    test split's TREC run and qrels, and the trained learner in ``out/model`` (:mod:`ultr.saved`;
+    ``normalize``: the dataset's feature normalisation, which ``ultr rank`` applies again)."""
     out.mkdir(parents=True, exist_ok=True)
+    if result.model is not None and result.feature_mean is not None:
+        from .saved import save_learner
+
+        save_learner(out / "model", result.model, learner_name=result.learner, config=config,
+                     num_features=dataset.num_features, list_size=result.list_size, mean=result.feature_mean,
+                     scale=result.feature_scale, normalize=normalize)
     estimates = LEARNERS[result.learner].estimates if result.learner in LEARNERS else None
     is_propensity = estimates == "propensities"
     metrics = {
@@ -738,6 +781,7 @@ def write_outputs(out: Path, result: TrainResult, dataset: Dataset, config: Trai
         "steps": result.steps,
         "seconds": round(result.seconds, 2),
         **({"test_groups": result.test_groups} if result.test_groups else {}),
+        **({"init": result.init} if result.init else {}),
         "config": config.to_json(),
         "history": result.history,
     }

@@ -9,10 +9,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import baidu, datasets, fit, propensity, run, simulate, train
+from . import baidu, datasets, fit, propensity, rank, run, simulate, train
 from .common import UsageError
 
-COMMANDS = (fit, simulate, train, propensity, run, datasets, baidu)
+COMMANDS = (fit, simulate, train, rank, propensity, run, datasets, baidu)
 
 
 class OneLineParser(argparse.ArgumentParser):

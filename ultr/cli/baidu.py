@@ -37,7 +37,7 @@ def add_parser(commands) -> None:
     convert.add_argument("--skip-bad-lines", action="store_true",
                          help="count, skip and report bad lines instead of stopping at the first")
     convert.add_argument("--block-mb", type=positive_int, default=16,
-                         help="decompressed megabytes parsed at a time per worker (memory per worker)")
+                         help="decompressed megabytes parsed at a time per worker (memory per worker; default: 16)")
     convert.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_engine_arguments(convert, "a task converts each raw partition (local: --workers processes)")
     convert.set_defaults(handler=run_convert)

@@ -21,7 +21,7 @@ from .common import (UsageError, add_identifiability_argument, check_identifiabi
 from .simulate import NORMALIZATIONS
 
 #: arguments of the command that are not TrainConfig options
-COMMAND_ARGUMENTS = ("logs", "data", "out", "normalize", "require_identifiable", "handler", "command",
+COMMAND_ARGUMENTS = ("logs", "data", "out", "normalize", "init", "require_identifiable", "handler", "command",
                      "coordinator_address", "num_processes", "process_id")
 
 
@@ -35,8 +35,8 @@ def add_parser(commands) -> None:
             "Train a Flax ranker on click logs joined with the features of --data (the dataset or fold "
             "directory the logs were simulated from, which also supplies the validation and test splits). "
             "Writes metrics.json (test nDCG@1/3/5/10, ERR@10, MRR@10), propensities.json for learners that "
-            "estimate them, and test.run / test.qrels for trec_eval. An option the chosen learner does not "
-            "use is an error."
+            "estimate them, test.run / test.qrels for trec_eval, and the trained model in OUT/model (for "
+            "ultr rank and --init). An option the chosen learner does not use is an error."
         ),
     )
     train.add_argument("--logs", type=log_argument, help="click log directory or file (not needed for skyline)")
@@ -47,6 +47,9 @@ def add_parser(commands) -> None:
     train.add_argument("--out", type=path_argument, required=True)
     train.add_argument("--normalize", choices=NORMALIZATIONS, default="none",
                        help="feature normalisation (default: none)")
+    train.add_argument("--init", type=Path, metavar="MODEL_DIR",
+                       help="start from a saved model (OUT/model of an earlier ultr train): the whole learner when "
+                            "it was saved by the same learner, else its ranker (default: a fresh ranker)")
     add_identifiability_argument(train)
     distributed = train.add_argument_group(
         "several hosts (jax.distributed; see docs/scale.md): start the same command on every host")
@@ -132,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
                          "--logs here")
     try:
         dataset = load_dataset(args.data, normalize=None if args.normalize == "none" else args.normalize)
-        result = train(args.logs, dataset, config)
+        result = train(args.logs, dataset, config, init=args.init)
     except NonFiniteLossError as error:  # a runtime failure, not bad input: exit 1, no metrics written
         print(f"ultr train: {error}", file=sys.stderr)
         return 1
@@ -144,7 +147,8 @@ def run(args: argparse.Namespace) -> int:
 
     if jax.process_index() != 0:  # every process holds the same model: process 0 writes it
         return 0
-    write_outputs(args.out, result, dataset, config, extra)
+    write_outputs(args.out, result, dataset, config, extra,
+                  normalize=None if args.normalize == "none" else args.normalize)
     test = result.test
     print(f"{config.learner}: {result.steps} steps in {result.seconds:.1f}s; test " +
           ", ".join(f"{k} {v:.4f}" for k, v in test.items() if k != "num_queries") +
@@ -155,6 +159,8 @@ def run(args: argparse.Namespace) -> int:
     if result.propensities is not None:
         print(f"{cls.estimates} (normalised at rank 1): " + " ".join(f"{p:.3f}" for p in result.propensities))
     written = ["metrics.json", *(["propensities.json"] if (args.out / "propensities.json").exists() else []),
-               "test.run", "test.qrels"]
+               "test.run", "test.qrels", *(["model/"] if (args.out / "model" / "model.json").exists() else [])]
+    if result.init:
+        print(f"started from {result.init['model']} (restored: {result.init['restored']})")
     print(f"wrote {args.out}/" + ", ".join(written))
     return 0
