@@ -130,3 +130,13 @@ def test_dla_reproduction_report_states_what_is_met(tmp_path):
     saved = json.loads((tmp_path / "dla_reproduction.json").read_text())
     assert np.allclose(saved["summary"]["toy"]["dla_max_error"], [0.0, 0.03])
     assert np.isclose(saved["summary"]["toy"]["dla_mean_curve_error"], 0.015)
+
+
+def test_summary_table_shows_a_spread_only_where_there_is_one():
+    import pandas as pd
+
+    from ultr.experiment import _summary_table
+
+    frame = pd.DataFrame({"learner": ["a", "a", "b"], "ndcg@10": [0.5, 0.7, 0.4]})
+    table = _summary_table(frame, ["ndcg@10"], ["learner"])
+    assert "| a | 0.6000 ± 0.1414 |" in table and "| b | 0.4000 |" in table and "± 0.0000" not in table

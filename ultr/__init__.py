@@ -15,7 +15,9 @@ from .metrics import evaluate_rankings
 from .optimizers import OPTIMIZERS
 from .propensities import Propensities, resolve_propensities
 from .rankers import RANKERS, make_ranker
-from .training import TrainConfig, TrainResult, make_learner, make_optimizer, train, train_config, train_learner
+from .saved import load_ranker, read_model, save_learner
+from .training import (TrainConfig, TrainResult, make_learner, make_optimizer, train, train_config, train_learner,
+                       write_outputs)
 
 __all__ = [
     "ESTIMATORS",
@@ -34,14 +36,18 @@ __all__ = [
     "estimate",
     "evaluate_rankings",
     "load_config",
+    "load_ranker",
     "make_learner",
     "make_optimizer",
     "make_ranker",
+    "read_model",
     "register_estimator",
     "register_learner",
     "resolve_propensities",
     "run_experiment",
+    "save_learner",
     "train",
     "train_config",
     "train_learner",
+    "write_outputs",
 ]

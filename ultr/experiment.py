@@ -509,8 +509,10 @@ def _summary_table(frame: pd.DataFrame, metrics: list[str], group: list[str]) ->
         cells = []
         for metric in metrics:
             values = part[metric].dropna().to_numpy(dtype=float)
-            spread = values.std(ddof=1) if len(values) > 1 else 0.0
-            cells.append(f"{values.mean():.4f} ± {spread:.4f}" if len(values) else "-")
+            if len(values) > 1:
+                cells.append(f"{values.mean():.4f} ± {values.std(ddof=1):.4f}")
+            else:  # one value (one seed): no spread to show
+                cells.append(f"{values[0]:.4f}" if len(values) else "-")
         lines.append("| " + " | ".join([str(k) for k in keys] + cells) + " |")
     return "\n".join(lines)
 
@@ -539,8 +541,9 @@ def _write_tables(out: Path, frame: pd.DataFrame, propensities: list[dict], conf
                        "seconds": round(seconds, 1), "truths": truths or [], "finished": finished,
                        "complete": complete}, out / "results.json")
     table = _summary_table(frame, metrics, axes + ["learner"])
-    text = [f"# Experiment {config.get('name')}", "", f"Mean ± standard deviation over seeds {config['seeds']}; "
-            f"data {config['data']}; {seconds:.0f} s.", "", table, ""]
+    over = (f"Mean ± standard deviation over seeds {config['seeds']}" if len(config["seeds"]) > 1
+            else f"One seed ({config['seeds'][0]}): no spread")
+    text = [f"# Experiment {config.get('name')}", "", f"{over}; data {config['data']}; {seconds:.0f} s.", "", table, ""]
     if propensities:
         prop = pd.DataFrame(propensities)
         text += ["## Propensities (max absolute error against the truth)", "",
