@@ -34,10 +34,35 @@ clip = 0.05
 '''
 
 
-def test_run_grid_with_cached_logs_tables_and_plots(tmp_path, capsys):
+def test_run_grid_with_cached_logs_tables_and_plots(tmp_path, capsys, monkeypatch):
+    from matplotlib.figure import Figure
+
+    saved = {}
+    original = Figure.savefig
+
+    def keep(fig, path, *args, **kwargs):  # every figure the run writes, inspected below before it is saved
+        saved[Path(path).name] = fig
+        return original(fig, path, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", keep)
     config = tmp_path / "small.toml"
     config.write_text(SMALL)
     assert main(["run", str(config), "--out-root", str(tmp_path / "runs")]) == 0
+    assert set(saved) == {"ndcg_at_10_per_learner.png", "ndcg_at_10_vs_sessions.png", "propensities.png"}
+    bars = saved["ndcg_at_10_per_learner.png"].axes[0]
+    assert bars.get_ylim()[0] == 0 and bars.get_ylabel() == "test ndcg@10"
+    assert "95% bootstrap interval of the mean" in bars.get_title()
+    assert {t.get_text() for t in bars.get_xticklabels()} == {"naive", "ips"}
+    assert all(t.get_rotation() == 30 for t in bars.get_xticklabels())
+    assert bars.get_legend().get_title().get_text() == "sessions"
+    curve = saved["ndcg_at_10_vs_sessions.png"].axes[0]
+    assert curve.get_xscale() == "log" and curve.get_xlabel() == "sessions"
+    panels = saved["propensities.png"].axes
+    assert sorted(ax.get_title() for ax in panels) == ["sessions=10000", "sessions=5000"]  # one per grid point
+    for ax in panels:
+        labels = [t.get_text() for t in ax.get_legend().get_texts()]
+        assert "truth" in labels and "randtopk" in labels
+        assert ax.get_ylabel() == "examination (normalised at rank 1)"
     out = tmp_path / "runs" / "small"
     rows = list(csv.DictReader(open(out / "results.csv")))
     assert len(rows) == 2 * 2 * 2  # sessions x seeds x learners
@@ -140,3 +165,27 @@ def test_summary_table_shows_a_spread_only_where_there_is_one():
     frame = pd.DataFrame({"learner": ["a", "a", "b"], "ndcg@10": [0.5, 0.7, 0.4]})
     table = _summary_table(frame, ["ndcg@10"], ["learner"])
     assert "| a | 0.6000 ± 0.1414 |" in table and "| b | 0.4000 |" in table and "± 0.0000" not in table
+
+
+def test_propensity_plots_draw_the_mean_examination_of_cascade_logs(tmp_path):
+    """A cascade log has no examination curve: the plot draws its sessions' mean examination as the truth."""
+    from simulators import SimulationConfig, Simulator, load_dataset
+    from ultr.plots import results_figures
+    from ultr.propensity import mean_log_examination
+
+    dataset = load_dataset("synthetic:queries=30,docs=10,features=8,seed=1")
+    Simulator(dataset, SimulationConfig(click_model="cascade"), seed=0).run(tmp_path / "logs", 2000, progress=False)
+    log = __import__("click_models").read_click_log(tmp_path / "logs")
+    mean = mean_log_examination(tmp_path / "logs")
+    expected = np.where(log.mask, log.examination.astype(np.float64), 0).sum(0) / log.mask.sum(0)
+    np.testing.assert_allclose(mean, expected / expected[0], rtol=1e-6)
+    assert mean[0] == 1 and np.all(np.diff(mean) <= 1e-12)  # a cascade examines less and less far down
+    import pandas as pd
+
+    frame = pd.DataFrame({"click_model": ["cascade"], "learner": ["naive"], "seed": [0], "ndcg@10": [0.5]})
+    entry = {"click_model": "cascade", "seed": 0, "estimator": "ctr", "examination": list(mean * 0.9),
+             "truth": list(mean), "truth_kind": "mean"}
+    figures = results_figures(frame, [entry], "ndcg@10", ["click_model"])
+    assert "one seed: no interval" in figures["ndcg_at_10_per_learner.png"].axes[0].get_title()
+    labels = [t.get_text() for t in figures["propensities.png"].axes[0].get_legend().get_texts()]
+    assert "truth (mean examination in the log)" in labels

@@ -59,7 +59,7 @@ from .learners import LEARNERS
 from .metrics import parse_metric
 from .options import OptionError
 from .plots import plot_results
-from .propensity import true_examination
+from .propensity import mean_log_examination, true_examination
 from .training import TrainConfig, train, train_config, unused_reason
 
 TOP_LEVEL = {"name", "data", "sessions", "seeds", "learners", "estimators", "metrics", "simulation", "training",
@@ -463,6 +463,13 @@ def _run_point(task: dict, *, datasets: dict, out: Path, say: Callable[[str], No
     else:
         emit(f"{prefix}: reusing cached logs {logs.name}")
     truth = true_examination(logs)
+    # what the plots draw: the curve, or for models without one (cascades, UBM) the log's mean examination
+    drawn, drawn_kind = (truth, "curve") if truth is not None else (None, None)
+    if truth is None and (resolved["estimators"] or any(LEARNERS[name].estimates == "propensities"
+                                                        for name in resolved["learners"])):
+        drawn = mean_log_examination(logs)
+        drawn_kind = "mean" if drawn is not None else None
+    drawn = None if drawn is None else [None if not np.isfinite(v) else float(v) for v in drawn]
     identifiable = None
     if resolved["estimators"] or any(LEARNERS[learner].estimates for learner in resolved["learners"]):
         graph = rank_graph_of_log(logs)  # Hager et al. (ICTIR 2025): can this log identify position bias?
@@ -474,7 +481,7 @@ def _run_point(task: dict, *, datasets: dict, out: Path, say: Callable[[str], No
         error = float(np.nanmax(np.abs(result.examination - truth))) if truth is not None else None
         propensities.append({**point, "seed": seed, "estimator": estimator,
                              "examination": result.examination.tolist(), "max_abs_error": error,
-                             "identifiable": identifiable})
+                             "identifiable": identifiable, "truth": drawn, "truth_kind": drawn_kind})
         emit(f"    {estimator:>12}: max error {error:.4f}" if error is not None else f"    {estimator}")
     for learner in resolved["learners"]:
         train_config = _train_config(resolved["training"], learner, seed)
@@ -487,7 +494,7 @@ def _run_point(task: dict, *, datasets: dict, out: Path, say: Callable[[str], No
             error = float(np.max(np.abs(np.array(result.propensities) - truth))) if truth is not None else None
             propensities.append({**point, "seed": seed, "estimator": learner,
                                  "examination": result.propensities, "max_abs_error": error,
-                                 "identifiable": identifiable})
+                                 "identifiable": identifiable, "truth": drawn, "truth_kind": drawn_kind})
         emit(f"    {learner:>14}: " + ", ".join(f"{m} {row[m]:.4f}" for m in resolved["metrics"]
                                                 if row[m] is not None))
     return {"key": task["key"], "index": task["index"], "rows": rows, "propensities": propensities, "lines": lines,

@@ -41,40 +41,90 @@ def plot_estimate(result, truth: np.ndarray | None, path) -> None:
         fig.savefig(path, dpi=120)
 
 
-def plot_results(out: Path, frame: pd.DataFrame, propensities: list[dict], metric: str, axes: list[str],
-                 truth: list | None = None) -> list[Path]:
-    """The plots of an experiment (``ultr run``): metric per learner, against sessions, propensities."""
+#: what the whiskers and bands of the experiment plots show (seaborn's bootstrap interval of the mean)
+INTERVAL = ("ci", 95)
+INTERVAL_TEXT = "95% bootstrap interval of the mean over seeds"
+
+
+def _point_label(entry: dict, axes: list[str]) -> str:
+    return ", ".join(f"{axis}={entry[axis]}" for axis in axes if axis in entry) or "all"
+
+
+def results_figures(frame: pd.DataFrame, propensities: list[dict], metric: str, axes: list[str],
+                    truth: list | None = None) -> dict:
+    """The figures of an experiment, by file name (not saved): the metric per learner (bars from 0), against
+    the number of sessions where that is a grid axis, and the estimated propensities with one panel per grid
+    point and the truth drawn where the log has one (``truth`` in each propensity entry, else ``truth``)."""
     import seaborn as sns
 
-    written = []
+    figures = {}
+    name = metric.replace("@", "_at_")
+    seeds = frame["seed"].nunique() if "seed" in frame else 1
+    caption = INTERVAL_TEXT if seeds > 1 else "one seed: no interval"
     with sns.axes_style(THEME):
-        fig, ax = _figure()
+        fig, ax = _figure((max(7, 1.2 * frame["learner"].nunique() + 3), 4.5))
         hue = axes[0] if axes else None
-        sns.barplot(data=frame, x="learner", y=metric, hue=hue, errorbar="sd", ax=ax)
-        ax.set(ylabel=f"test {metric}", title=f"{metric} per learner (spread over seeds)")
-        low = frame[metric].min()
-        ax.set_ylim(max(0.0, low - 0.1), None)
+        sns.barplot(data=frame, x="learner", y=metric, hue=hue, errorbar=INTERVAL if seeds > 1 else None, seed=0,
+                    ax=ax)
+        ax.set(xlabel="learner", ylabel=f"test {metric}", title=f"{metric} per learner (bars: mean; {caption})")
+        ax.set_ylim(0, max(1.0, float(frame[metric].max()) * 1.05) if frame[metric].notna().any() else 1.0)
+        ax.tick_params(axis="x", labelrotation=30)
+        for label in ax.get_xticklabels():
+            label.set_horizontalalignment("right")
+        if hue is not None and ax.get_legend() is not None:
+            ax.get_legend().set_title(hue)
         fig.tight_layout()
-        written.append(out / f"{metric.replace('@', '_at_')}_per_learner.png")
-        fig.savefig(written[-1], dpi=120)
+        figures[f"{name}_per_learner.png"] = fig
         if "sessions" in axes:
             fig, ax = _figure()
-            sns.lineplot(data=frame, x="sessions", y=metric, hue="learner", marker="o", errorbar="sd", ax=ax)
-            ax.set(xscale="log", ylabel=f"test {metric}", title=f"{metric} against the number of sessions")
+            sns.lineplot(data=frame, x="sessions", y=metric, hue="learner", marker="o",
+                         errorbar=INTERVAL if seeds > 1 else None, seed=0, ax=ax)
+            ax.set(xscale="log", xlabel="sessions", ylabel=f"test {metric}",
+                   title=f"{metric} against the number of sessions ({caption})")
             fig.tight_layout()
-            written.append(out / f"{metric.replace('@', '_at_')}_vs_sessions.png")
-            fig.savefig(written[-1], dpi=120)
+            figures[f"{name}_vs_sessions.png"] = fig
         if propensities:
-            rows = []
-            for entry in propensities:
-                for rank, value in enumerate(entry["examination"], start=1):
-                    rows.append({"rank": rank, "examination": value, "curve": entry["estimator"]})
-            truth_rows = [{"rank": r, "examination": v, "curve": "true"} for r, v in enumerate(truth or [], start=1)]
-            fig, ax = _figure()
-            sns.lineplot(data=pd.DataFrame(rows + truth_rows), x="rank", y="examination", hue="curve", marker="o",
-                         errorbar="sd", ax=ax)
-            ax.set(ylabel="examination (normalised at rank 1)", title="estimated propensities")
-            fig.tight_layout()
-            written.append(out / "propensities.png")
-            fig.savefig(written[-1], dpi=120)
+            figures["propensities.png"] = _propensity_figure(propensities, axes, truth)
+    return figures
+
+
+def _propensity_figure(propensities: list[dict], axes: list[str], truth: list | None):
+    import seaborn as sns
+    from matplotlib.figure import Figure
+
+    points: dict[str, list[dict]] = {}
+    for entry in propensities:  # one panel per grid point: logs of other models or sizes are not pooled
+        points.setdefault(_point_label(entry, [a for a in axes if a != "seed"]), []).append(entry)
+    columns = min(3, len(points))
+    rows = -(-len(points) // columns)
+    fig = Figure(figsize=(4.8 * columns, 3.8 * rows + 0.4))
+    any_interval = False
+    for index, (label, entries) in enumerate(points.items(), start=1):
+        ax = fig.add_subplot(rows, columns, index)
+        frame = pd.DataFrame([{"rank": rank, "examination": value, "curve": entry["estimator"]}
+                              for entry in entries for rank, value in enumerate(entry["examination"], start=1)])
+        several = any(len([e for e in entries if e["estimator"] == est]) > 1 for est in frame["curve"].unique())
+        sns.lineplot(data=frame, x="rank", y="examination", hue="curve", marker="o",
+                     errorbar=INTERVAL if several else None, seed=0, ax=ax)
+        curve = next((e.get("truth") for e in entries if e.get("truth") is not None), None)
+        curve = truth if curve is None and len(points) == 1 else curve
+        if curve is not None:
+            kind = next((e.get("truth_kind") for e in entries if e.get("truth") is not None), "curve")
+            ax.plot(np.arange(1, len(curve) + 1), curve, "k--", linewidth=1.5,
+                    label="truth" if kind != "mean" else "truth (mean examination in the log)")
+        ax.legend(title="estimate", fontsize="small", title_fontsize="small")
+        ax.set(title=label, xlabel="rank", ylabel="examination (normalised at rank 1)")
+        any_interval = any_interval or several
+    fig.suptitle("estimated propensities per grid point" + (f" (bands: {INTERVAL_TEXT})" if any_interval else ""))
+    fig.tight_layout()
+    return fig
+
+
+def plot_results(out: Path, frame: pd.DataFrame, propensities: list[dict], metric: str, axes: list[str],
+                 truth: list | None = None) -> list[Path]:
+    """Save the figures of :func:`results_figures` into ``out``; returns their paths."""
+    written = []
+    for name, fig in results_figures(frame, propensities, metric, axes, truth).items():
+        written.append(Path(out) / name)
+        fig.savefig(written[-1], dpi=120)
     return written
