@@ -389,6 +389,19 @@ def run_experiment(config: dict, out_root: Path = Path("runs"), progress: bool =
                           "index": len(tasks)})
     earlier_rows, earlier_propensities, earlier_truths = list(rows), list(propensities), list(truths)
     results: dict[int, dict] = {}  # task index -> result: tables in grid order whatever order tasks finish in
+    todo = [task for task in tasks if task is not None]
+    bar = None
+    if progress and todo:  # one bar over grid points x seeds; each step's line prints above it and names its step
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, initial=total - len(todo), unit="point", desc="grid points x seeds",
+                   dynamic_ncols=True, disable=None)  # None: no bar where stderr is not a terminal
+        printer = say
+
+        def say(line):  # noqa: F811 - the same lines, written around the bar
+            with bar.external_write_mode():
+                printer(line)
+            bar.set_postfix_str(line.strip()[:50], refresh=True)
 
     def keep(result):  # every finished point is on disk: a run stopped later keeps it, and a rerun resumes after it
         for line in result["lines"]:
@@ -400,8 +413,9 @@ def run_experiment(config: dict, out_root: Path = Path("runs"), progress: bool =
         finished.add(tuple(result["key"]))
         _write_tables(out, pd.DataFrame(rows), propensities, config, points, time.perf_counter() - started,
                       truths, sorted(finished))
+        if bar is not None:
+            bar.update(1)
 
-    todo = [task for task in tasks if task is not None]
     if distributes(engine):
         # grid points that differ only in training share a log: simulate each missing log once, first
         missing = {}
@@ -415,6 +429,8 @@ def run_experiment(config: dict, out_root: Path = Path("runs"), progress: bool =
     else:
         for task in todo:
             keep(_run_point(task, datasets=datasets, out=out, say=say))
+    if bar is not None:
+        bar.close()
     frame = pd.DataFrame(rows)
     table = write_results(out, frame, propensities, config, points, time.perf_counter() - started, truths,
                           sorted(finished))

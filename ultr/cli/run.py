@@ -24,6 +24,8 @@ def add_parser(commands) -> None:
     )
     run_parser.add_argument("config", nargs="?", type=path_argument, help="experiment TOML file (see docs and examples/)")
     run_parser.add_argument("--out-root", type=path_argument, default=Path("runs"), help="default: runs")
+    run_parser.add_argument("--no-progress", action="store_true",
+                            help="no progress bar (default: one bar over grid points x seeds, on stderr)")
     add_engine_arguments(run_parser, "a task runs each grid point and seed")
     run_parser.set_defaults(handler=run)
 
@@ -41,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         with engine_from_args(args) as engine:
-            run_experiment(config, args.out_root, log=lambda line: print(line, flush=True), engine=engine)
+            run_experiment(config, args.out_root, log=lambda line: print(line, flush=True), engine=engine,
+                           progress=not args.no_progress)
     except ValueError as error:  # an input the checks before the run could not see (a log that cannot support it)
         print(f"ultr run: {error}", file=sys.stderr)
         return 2
