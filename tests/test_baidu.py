@@ -237,6 +237,7 @@ def test_skip_bad_lines_counts_and_reports(tmp_path):
     assert total["sessions"] == 2 and read_click_log(tmp_path / "out" / "logs").num_sessions <= 2
 
 
+@pytest.mark.slow
 def test_block_boundaries_do_not_change_the_output(tmp_path):
     sessions = synthetic_sessions(300, seed=9)
     path = write_partition(tmp_path / "part-00000.gz", sessions)
@@ -288,6 +289,7 @@ def test_bad_annotation_lines(tmp_path):
 
 
 @needs_annotations
+@pytest.mark.slow
 def test_train_naive_and_ips_with_frequency_groups(converted, tmp_path):
     from simulators.datasets import load_dataset
     from ultr.training import TrainConfig, train, write_outputs
@@ -309,6 +311,7 @@ def test_train_naive_and_ips_with_frequency_groups(converted, tmp_path):
 
 
 @needs_annotations
+@pytest.mark.slow
 def test_cli_convert_and_train(tmp_path):
     write_partitions(tmp_path / "raw", num_partitions=1, sessions_per_partition=120, seed=4)
     run = [sys.executable, "-m", "ultr"]
@@ -323,6 +326,7 @@ def test_cli_convert_and_train(tmp_path):
 
 @needs_annotations
 @pytest.mark.parametrize("learner", ["dla", "rem", "two-tower", "paird"])
+@pytest.mark.slow
 def test_every_click_learner_trains_on_the_replayed_log(converted, learner):
     from simulators.datasets import load_dataset
     from ultr.training import TrainConfig, train
@@ -335,6 +339,7 @@ def test_every_click_learner_trains_on_the_replayed_log(converted, learner):
 
 
 @needs_annotations
+@pytest.mark.slow
 def test_ultr_run_replays_a_baidu_log(converted, tmp_path):
     from ultr.experiment import run_experiment
 
@@ -393,6 +398,7 @@ def write_feather_release(directory: Path, num_queries: int = 40, seed: int = 0)
     return clicks, directory / "annotations.feather"
 
 
+@pytest.mark.slow
 def test_feather_release_with_embeddings(tmp_path):
     from simulators.baidu_convert import convert_feather
     from simulators.datasets import load_dataset
@@ -430,6 +436,7 @@ def test_feather_release_with_embeddings(tmp_path):
 
 
 @needs_annotations
+@pytest.mark.slow
 def test_bm25_baseline_ranks_by_the_feature(converted, tmp_path):
     from simulators.datasets import load_dataset
     from ultr.training import TrainConfig, train

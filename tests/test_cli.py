@@ -13,6 +13,7 @@ from simulators import simulate_toy_log, true_parameters
 from ultr.cli import main
 
 
+@pytest.mark.slow
 def test_fit_without_logs_simulates_the_toy_log_and_recovers_examination(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["fit", "--out", str(out), "--sessions", "100000", "--max-iterations", "1000"]) == 0
@@ -32,6 +33,7 @@ def test_fit_without_logs_simulates_the_toy_log_and_recovers_examination(tmp_pat
 
 
 @pytest.mark.parametrize("model,method", [("dbn", "em"), ("dcm", "counting"), ("cascade", "gradient")])
+@pytest.mark.slow
 def test_fit_on_a_parquet_log(tmp_path, model, method):
     truth = true_parameters(model, 20, 5, seed=0)
     log = simulate_toy_log(model, truth, 20, 5, 20_000, seed=1)
@@ -53,6 +55,7 @@ def test_fit_on_a_parquet_log(tmp_path, model, method):
     assert "attraction" in names and (model != "dbn" or "satisfaction" in names)
 
 
+@pytest.mark.slow
 def test_errors_are_reported_clearly(tmp_path):
     result = subprocess.run([sys.executable, "-m", "ultr", "fit", "--click-model", "nope"],
                             capture_output=True, text=True)

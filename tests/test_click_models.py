@@ -58,6 +58,7 @@ def enumerated_probabilities(model, K, mask):
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("K", [1, 3, 6])
 @pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.slow
 def test_enumeration_is_a_distribution_and_matches_marginals_and_conditionals(name, K, masked):
     rng = np.random.default_rng(K * 7 + masked)
     mask = masks(K, rng) if masked else None
@@ -84,6 +85,7 @@ def test_enumeration_is_a_distribution_and_matches_marginals_and_conditionals(na
 
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.slow
 def test_sample_frequencies_match_exp_log_prob(name, masked):
     K, draws = 4, 200_000
     rng = np.random.default_rng(11)
@@ -103,6 +105,7 @@ def test_sample_frequencies_match_exp_log_prob(name, masked):
 
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("build", ["from_logits", "from_log_probabilities"])
+@pytest.mark.slow
 def test_sampling_from_logits_and_from_logs_matches_exp_log_prob(name, build):
     """Sampling reads stored probabilities (constructor, from_logits) or exponentiates logs
     (from_log_probabilities): both paths draw the distribution that log_prob scores."""
@@ -132,6 +135,7 @@ def test_sampling_from_logits_and_from_logs_matches_exp_log_prob(name, build):
     satisfaction=st.lists(st.floats(0.0, 1.0), min_size=4, max_size=4),
     gamma=st.floats(0.0, 1.0),
 )
+@pytest.mark.slow
 def test_dbn_is_a_distribution_for_any_parameters(attraction, satisfaction, gamma):
     model = DBN(np.array(attraction), np.array(satisfaction), gamma)
     log_p = model.log_prob(jnp.asarray(enumerate_click_vectors(4)))
@@ -144,6 +148,7 @@ def test_dbn_is_a_distribution_for_any_parameters(attraction, satisfaction, gamm
     attraction=st.lists(st.floats(0.0, 1.0), min_size=4, max_size=4),
     examination=st.lists(st.floats(0.0, 1.0), min_size=16, max_size=16),
 )
+@pytest.mark.slow
 def test_ubm_is_a_distribution_for_any_parameters(attraction, examination):
     model = UBM(np.array(attraction), np.array(examination).reshape(4, 4))
     vectors = jnp.asarray(enumerate_click_vectors(4))
@@ -152,6 +157,7 @@ def test_ubm_is_a_distribution_for_any_parameters(attraction, examination):
     np.testing.assert_allclose(model.click_probs(), (p[:, None] * vectors).sum(0), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_hand_computed_values():
     a = np.array([0.5, 0.4, 0.3])
     cascade = Cascade(a)
@@ -186,6 +192,7 @@ def test_hand_computed_values():
 
 
 @pytest.mark.parametrize("name", NAMES)
+@pytest.mark.slow
 def test_probabilities_zero_and_one_and_all_masked_give_no_nan(name):
     K = 4
     for value in (0.0, 1.0):
@@ -221,6 +228,7 @@ def test_probabilities_zero_and_one_and_all_masked_give_no_nan(name):
     assert all(not np.isnan(np.asarray(g)).any() for g in jax.tree.leaves(grads))
 
 
+@pytest.mark.slow
 def test_no_recompilation_across_batches_of_the_same_shape():
     traces = []
 
@@ -252,6 +260,7 @@ def test_bad_input_gets_a_clear_error():
         PBM(np.array([0.5, 0.5]), np.array([1.0, 0.5]), mask=np.array([1, 0]))
 
 
+@pytest.mark.slow
 def test_parameters_are_public_probabilities_and_models_are_pytrees():
     model = DCM(np.array([[0.2, 0.4]]), np.array([0.7, 0.6]))
     np.testing.assert_allclose(model.attraction, [[0.2, 0.4]], rtol=1e-6)
@@ -268,6 +277,7 @@ def test_parameters_are_public_probabilities_and_models_are_pytrees():
 
 
 @pytest.mark.parametrize("name", NAMES)
+@pytest.mark.slow
 def test_examination_probs_times_click_given_examination_is_the_click_probability(name):
     K = 5
     rng = np.random.default_rng(4)
@@ -300,6 +310,7 @@ def _mixed_dtype_model(name, K):
 
 
 @pytest.mark.parametrize("name", NAMES)
+@pytest.mark.slow
 def test_properties_hold_with_x64_and_mixed_dtypes(name):
     K = 4
     with jax.enable_x64(True):
@@ -316,6 +327,7 @@ def test_properties_hold_with_x64_and_mixed_dtypes(name):
     np.testing.assert_allclose(np.asarray(model32.click_probs()), marginal, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_uniform_draws_are_uniform_prefix_stable_and_follow_the_key_implementation():
     from click_models._random import uniform
 

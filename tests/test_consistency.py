@@ -99,6 +99,7 @@ def _limit(estimator: str, counts):
 
 @pytest.mark.parametrize("data", ["mq2008", "synthetic"])
 @pytest.mark.parametrize("estimator", ["ctr", "randtopk", "pivot", "adjacent", "allpairs", "em"])
+@pytest.mark.slow
 def test_estimators_return_the_truth_from_expected_clicks(data, estimator):
     lists = _data(data)
     counts, truth = _expected_counts(lists, "cyclic", SimulationConfig(click_model="pbm", eta=1.0))
@@ -109,6 +110,7 @@ def test_estimators_return_the_truth_from_expected_clicks(data, estimator):
 
 
 @pytest.mark.parametrize("data", ["mq2008", "synthetic"])
+@pytest.mark.slow
 def test_swap_returns_the_truth_when_lists_differ_in_length(data):
     lists = _data(data)
     counts, truth = _expected_counts(lists, "swap", SimulationConfig(click_model="pbm", eta=1.0))

@@ -159,6 +159,7 @@ def _ndcg10(scores, padded):
                                  where=jnp.asarray(padded.mask), topn=10))
 
 
+@pytest.mark.slow
 def test_synthetic_dataset_is_deterministic_and_rewards_better_rankers():
     a, b = synthetic_dataset(seed=3), synthetic_dataset(seed=3)
     np.testing.assert_array_equal(a.train.features, b.train.features)
@@ -231,6 +232,7 @@ def test_manually_placed_mq2008_is_verified_against_published_checksums(tmp_path
     assert "checksums match" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_a_fold_directory_with_descriptive_file_names_loads():
     from pathlib import Path
 

@@ -47,6 +47,7 @@ def test_balancing_weights_respect_the_mask_and_the_clip():
     assert np.isclose(float(loss), -np.log([0.97, 0.01, 0.01]).mean(), rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_position_loss_gradient_matches_finite_differences():
     rng = np.random.default_rng(1)
     logits = jnp.asarray(rng.normal(size=(3, 4, 4)), jnp.float32)
@@ -60,6 +61,7 @@ def test_position_loss_gradient_matches_finite_differences():
         assert grad[index] == pytest.approx(numeric, abs=2e-4)
 
 
+@pytest.mark.slow
 def test_unit_weights_leave_the_dla_losses_unchanged():
     rng = np.random.default_rng(0)
     scores = jnp.asarray(rng.normal(size=(5, 6)), jnp.float32)
@@ -90,6 +92,7 @@ def test_averaged_propensities_are_the_mean_over_the_last_pass():
     assert np.allclose(learner.final_propensities()[1:], np.exp(-3.0), rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_a_balanced_dla_starts_from_unit_weights_and_trains():
     learner = _learner(balance_positions=True)
     batch = ClickBatch(rows=None, clicks=jnp.array([[True, False, True, False]] * 2),

@@ -13,6 +13,7 @@ def _blocks(page):
     return re.findall(r"```python\n(.*?)```", (ROOT / "docs" / page).read_text(), flags=re.S)
 
 
+@pytest.mark.slow
 def test_contributing_examples_register_working_entries(tmp_path, monkeypatch):
     from click_models import CLICK_MODELS
     from ultr.cli import main
@@ -48,6 +49,7 @@ def test_docs_link_the_generated_reference(page):
     assert "reference.md" in (ROOT / "docs" / page).read_text() or page == "propensity.md"
 
 
+@pytest.mark.slow
 def test_api_page_examples_run_and_print_what_they_say(capsys):
     """docs/api.md: simulate, fit, estimate, train and load a saved ranker, each block as written."""
     import shutil
@@ -65,3 +67,19 @@ def test_api_page_examples_run_and_print_what_they_say(capsys):
     finally:
         if "work" in namespace:
             shutil.rmtree(namespace["work"], ignore_errors=True)
+
+
+def test_every_public_class_and_function_has_a_docstring():
+    import inspect
+
+    import click_models
+    import simulators
+    import ultr
+
+    missing = []
+    for package in (click_models, simulators, ultr):
+        for name in package.__all__:
+            obj = getattr(package, name)
+            if inspect.isclass(obj) and not obj.__dict__.get("__doc__") or inspect.isfunction(obj) and not obj.__doc__:
+                missing.append(f"{package.__name__}.{name}")
+    assert not missing, f"public names without a docstring: {missing}"

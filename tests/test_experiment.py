@@ -34,6 +34,7 @@ clip = 0.05
 '''
 
 
+@pytest.mark.slow
 def test_run_grid_with_cached_logs_tables_and_plots(tmp_path, capsys, monkeypatch):
     from matplotlib.figure import Figure
 
@@ -167,6 +168,7 @@ def test_summary_table_shows_a_spread_only_where_there_is_one():
     assert "| a | 0.6000 ± 0.1414 |" in table and "| b | 0.4000 |" in table and "± 0.0000" not in table
 
 
+@pytest.mark.slow
 def test_propensity_plots_draw_the_mean_examination_of_cascade_logs(tmp_path):
     """A cascade log has no examination curve: the plot draws its sessions' mean examination as the truth."""
     from simulators import SimulationConfig, Simulator, load_dataset

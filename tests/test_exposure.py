@@ -41,6 +41,7 @@ def test_exact_marginals_match_full_permutations():
     assert np.allclose(full.sum(axis=1), 1.0)  # each document is somewhere
 
 
+@pytest.mark.slow
 def test_monte_carlo_marginals_agree_within_their_error():
     rng = np.random.default_rng(0)
     scores = rng.normal(size=(3, 6)).astype(np.float32)
@@ -106,6 +107,7 @@ def top_k_logs(tmp_path_factory):
     return dataset, out
 
 
+@pytest.mark.slow
 def test_logging_exposure_matches_the_exact_marginals(top_k_logs):
     dataset, logs = top_k_logs
     metadata = LogMetadata.read(logs)
@@ -125,6 +127,7 @@ def test_logging_exposure_matches_the_exact_marginals(top_k_logs):
     assert np.allclose(fixed[top], theta[:3]) and np.count_nonzero(fixed[:8]) == 3
 
 
+@pytest.mark.slow
 def test_candidate_batches_put_clicks_on_their_documents_slots(top_k_logs):
     dataset, _ = top_k_logs
     store = FeatureStore.fit(dataset.train)
@@ -144,6 +147,7 @@ def test_candidate_batches_put_clicks_on_their_documents_slots(top_k_logs):
 
 
 @pytest.mark.parametrize("learner", ["policy-aware-ips", "doubly-robust"])
+@pytest.mark.slow
 def test_exposure_learners_train_on_a_top_k_log(top_k_logs, learner):
     dataset, logs = top_k_logs
     config = TrainConfig(learner=learner, propensities="oracle", epochs=1, eval_every=20,
@@ -152,6 +156,7 @@ def test_exposure_learners_train_on_a_top_k_log(top_k_logs, learner):
     assert result.steps > 0 and 0 < result.test["ndcg@10"] <= 1
 
 
+@pytest.mark.slow
 def test_policy_aware_ips_refuses_what_it_cannot_model(top_k_logs, tmp_path):
     dataset, logs = top_k_logs
     config = TrainConfig(learner="policy-aware-ips", propensities="oracle", epochs=1)
@@ -169,6 +174,7 @@ def test_policy_aware_ips_refuses_what_it_cannot_model(top_k_logs, tmp_path):
         train(trust_logs, dataset, config, progress=False)
 
 
+@pytest.mark.slow
 def test_aggregated_doubly_robust_statistics_equal_the_session_averages(top_k_logs):
     """--aggregate true: the labels c/rho + r(1 - theta/rho) from the per-query statistics equal the mean over
     the query's sessions of the per-session labels, and the rank-wise click cross-entropy equals the
@@ -215,6 +221,7 @@ def test_aggregated_doubly_robust_statistics_equal_the_session_averages(top_k_lo
     assert np.isclose(float(loss), expected_loss, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_doubly_robust_trains_on_aggregated_statistics(top_k_logs):
     dataset, logs = top_k_logs
     config = TrainConfig(learner="doubly-robust", propensities="oracle", epochs=2, eval_every=5,

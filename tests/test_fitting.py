@@ -34,6 +34,7 @@ def normalised(x):
     return np.asarray(x) / np.asarray(x)[..., :1]
 
 
+@pytest.mark.slow
 def test_pbm_em_recovers_examination_from_a_million_sessions():
     queries, docs = 100, 10
     truth, _, batches = toy("pbm", queries, docs, 1_000_000, seed=3, batch_size=250_000)
@@ -57,6 +58,7 @@ CASES = {
 
 
 @pytest.mark.parametrize("model", sorted(CASES))
+@pytest.mark.slow
 def test_em_recovers_known_parameters_and_is_monotone(model):
     queries, docs, sessions, tolerance = CASES[model]
     truth, _, batches = toy(model, queries, docs, sessions, seed=5, batch_size=100_000)
@@ -82,6 +84,7 @@ def test_em_recovers_known_parameters_and_is_monotone(model):
 
 
 @pytest.mark.parametrize("model", ["dbn", "ccm"])
+@pytest.mark.slow
 def test_squarem_reaches_the_em_fixed_point_in_fewer_passes(model):
     """SQUAREM-accelerated EM ends where plain EM ends (same likelihood, same parameters within the stopping
     tolerance), in fewer passes over the sessions, and its recorded likelihoods never decrease."""
@@ -98,6 +101,7 @@ def test_squarem_reaches_the_em_fixed_point_in_fewer_passes(model):
         np.testing.assert_allclose(fast.tables[name], plain.tables[name], atol=1e-3, err_msg=name)
 
 
+@pytest.mark.slow
 def test_trust_bias_em_does_not_lose_likelihood():
     truth, _, batches = toy("trust_bias", 10, 5, 50_000, seed=2, batch_size=50_000)
     result = fit_em("trust_bias", batches, 50, 5, max_iterations=40)
@@ -109,6 +113,7 @@ def test_trust_bias_em_does_not_lose_likelihood():
 
 
 @pytest.mark.parametrize("model", ["pbm", "dbn"])
+@pytest.mark.slow
 def test_gradient_fitting_recovers_known_parameters(model):
     queries, docs = 20, 5
     truth, _, batches = toy(model, queries, docs, 100_000, seed=7, batch_size=25_000)
@@ -125,6 +130,7 @@ def test_gradient_fitting_recovers_known_parameters(model):
     assert fitted_ll >= true_ll - 0.01
 
 
+@pytest.mark.slow
 def test_feature_based_attraction_generalises_to_unseen_documents():
     rng = np.random.default_rng(0)
     queries, docs, F = 40, 5, 3
@@ -178,6 +184,7 @@ def test_counting_estimators_match_hand_counts():
         fit_counting("pbm", [batch], 3, 3)
 
 
+@pytest.mark.slow
 def test_streaming_source_gives_the_same_fit_as_memory(tmp_path):
     truth, log, batches = toy("dcm", 10, 4, 20_000, seed=1)
     table = sessions_to_table(log.session_id, log.query_id, log.doc_ids, log.clicks)
@@ -191,6 +198,7 @@ def test_streaming_source_gives_the_same_fit_as_memory(tmp_path):
     np.testing.assert_allclose(streamed.tables["attraction"], in_memory.tables["attraction"], atol=1e-6)
 
 
+@pytest.mark.slow
 def test_perplexity_of_the_true_model_matches_its_definition():
     truth, log, batches = toy("pbm", 5, 3, 5_000, seed=0)
     metrics = evaluate(lambda b: assemble("pbm", truth, b), batches)
@@ -205,6 +213,7 @@ def test_perplexity_of_the_true_model_matches_its_definition():
     np.testing.assert_allclose(metrics["log_likelihood"], log_likelihood, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_the_centred_prior_adds_strength_times_the_mean_and_is_validated():
     """Counting SDBN with the centred prior: attraction = (clicks + s m) / (examinations + s), m the pooled
     click rate of examined documents (examined = at or above the last click), checked by hand."""
@@ -225,6 +234,7 @@ def test_the_centred_prior_adds_strength_times_the_mean_and_is_validated():
             Prior(**bad)
 
 
+@pytest.mark.slow
 def test_em_over_sessions_does_not_depend_on_the_batching():
     """Document counts are summed on the device as integers: cutting the same sessions into other batches
     (here one document is seen 20,000 times per pass) gives the same tables to float64 rounding."""
@@ -236,6 +246,7 @@ def test_em_over_sessions_does_not_depend_on_the_batching():
         np.testing.assert_allclose(first.tables[name], second.tables[name], rtol=0, atol=1e-9)
 
 
+@pytest.mark.slow
 def test_em_over_sessions_stops_when_a_pass_no_longer_pays():
     """The default stop of EM over sessions (a pass raising the log-likelihood by less than 1e-6 of itself) ends
     within 1e-6 of the tightly converged likelihood, in fewer passes."""

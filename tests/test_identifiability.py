@@ -47,6 +47,7 @@ def logs(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_simulated_logs(logs):
     deterministic = rank_graph_of_log(logs["deterministic"])
     assert len(deterministic.components) == 10 and deterministic.share_multi_rank == 0.0
@@ -56,6 +57,7 @@ def test_simulated_logs(logs):
     assert two.connected and 0 < two.share_multi_rank < 1
 
 
+@pytest.mark.slow
 def test_commands_warn_record_and_can_refuse(logs, tmp_path, capsys):
     deterministic = str(logs["deterministic"])
     assert main(["propensity", "--logs", deterministic, "--estimator", "ctr", "--bootstrap", "0",

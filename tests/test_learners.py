@@ -19,6 +19,7 @@ from ultr.training import TrainConfig, make_learner, make_optimizer, train
 from ultr.cli import main
 
 
+@pytest.mark.slow
 def test_metrics_match_hand_computed_values():
     scores = jnp.array([0.3, 0.9, 0.1, 0.5])  # ranking: doc1, doc3, doc0, doc2
     labels = jnp.array([1.0, 0.0, 2.0, 1.0])
@@ -41,6 +42,7 @@ def test_metrics_match_hand_computed_values():
     assert np.isclose(err(scores, labels, topn=2), 0.25 / 2, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_metrics_with_ties_padding_and_no_relevant_documents():
     # ties are broken by position: the earlier document ranks first
     tied = jnp.array([1.0, 1.0, 0.0])
@@ -80,6 +82,7 @@ class FixedScores(nnx.Module):
 
 
 @pytest.mark.parametrize("loss", ["softmax", "sigmoid"])
+@pytest.mark.slow
 def test_ips_loss_is_unbiased(loss):
     K = 5
     rng = np.random.default_rng(0)
@@ -103,6 +106,7 @@ def test_ips_loss_is_unbiased(loss):
     assert not np.isclose(biased, full_information, rtol=1e-2)
 
 
+@pytest.mark.slow
 def test_affine_correction_is_unbiased_under_trust_bias():
     K = 4
     rng = np.random.default_rng(1)
@@ -120,6 +124,7 @@ def test_affine_correction_is_unbiased_under_trust_bias():
     assert np.isclose(expected, full_information, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_rankers_score_lists():
     features = jnp.ones((3, 10, 7))
     assert LinearRanker(7, rngs=nnx.Rngs(0))(features).shape == (3, 10)
@@ -128,6 +133,7 @@ def test_rankers_score_lists():
 
 
 @pytest.mark.parametrize("learner", ["dla", "two-tower"])
+@pytest.mark.slow
 def test_bias_learning_rate_moves_only_the_bias_model(learner):
     # SGD with a zero ranker rate and a positive bias rate: one step changes the bias model only
     config = TrainConfig(learner=learner, ranker="linear", optimizer="sgd", learning_rate=0.0, bias_learning_rate=0.5)
@@ -166,6 +172,7 @@ def _train(dataset, logs, learner, **kwargs):
     return train(logs, dataset, config, progress=False)
 
 
+@pytest.mark.slow
 def test_ips_and_dla_beat_naive_under_strong_position_bias(biased_logs):
     dataset, logs = biased_logs
     naive = _train(dataset, logs, "naive").test["ndcg@10"]
@@ -177,6 +184,7 @@ def test_ips_and_dla_beat_naive_under_strong_position_bias(biased_logs):
 
 
 @pytest.mark.parametrize("learner", ["rem", "two-tower", "paird", "affine", "skyline", "logging-policy"])
+@pytest.mark.slow
 def test_every_learner_trains_and_evaluates(biased_logs, learner):
     dataset, logs = biased_logs
     result = _train(dataset, logs, learner, max_steps=300)
@@ -186,6 +194,7 @@ def test_every_learner_trains_and_evaluates(biased_logs, learner):
         assert props.shape == (10,) and props[0] == 1.0 and np.all(np.isfinite(props))
 
 
+@pytest.mark.slow
 def test_train_cli_writes_metrics_run_file_and_propensities(biased_logs, tmp_path, capsys):
     dataset, logs = biased_logs
     out = tmp_path / "dla"
@@ -211,6 +220,7 @@ def test_train_cli_writes_metrics_run_file_and_propensities(biased_logs, tmp_pat
         main(["train", "--data", "synthetic", "--learner", "ips", "--out", str(tmp_path / "x")])
 
 
+@pytest.mark.slow
 def test_train_rejects_logs_from_another_dataset(biased_logs, tmp_path):
     _, logs = biased_logs
     other = synthetic_dataset(num_queries=50, docs_per_query=5, num_features=8, seed=9)

@@ -69,6 +69,7 @@ def test_the_battery_covers_every_registered_ranking_loss():
 
 
 @pytest.mark.parametrize("name", LOSSES)
+@pytest.mark.slow
 def test_masking_equals_slicing(name):
     loss = LOSSES[name]
     scores, clicks, params = _inputs()
@@ -85,6 +86,7 @@ def test_masking_equals_slicing(name):
 
 
 @pytest.mark.parametrize("name", LOSSES)
+@pytest.mark.slow
 def test_vmap_equals_batching(name):
     loss = LOSSES[name]
     scores, clicks, params = _inputs()
@@ -95,6 +97,7 @@ def test_vmap_equals_batching(name):
 
 
 @pytest.mark.parametrize("name", LOSSES)
+@pytest.mark.slow
 def test_jit_equals_no_jit(name):
     loss = LOSSES[name]
     scores, clicks, params = _inputs()
@@ -105,6 +108,7 @@ def test_jit_equals_no_jit(name):
 
 
 @pytest.mark.parametrize("name", LOSSES)
+@pytest.mark.slow
 def test_gradients_have_no_nan_for_all_masked_lists_and_extreme_probabilities(name):
     loss = LOSSES[name]
     scores, clicks, params = _inputs()
@@ -128,6 +132,7 @@ FINITE_DIFFERENCES["dla-propensity"] = "logits"
 
 
 @pytest.mark.parametrize("name", FINITE_DIFFERENCES)
+@pytest.mark.slow
 def test_gradients_match_finite_differences(name):
     loss = LOSSES[name]
     scores, clicks, params = _inputs(seed=3, B=2, K=4)
@@ -146,6 +151,7 @@ def test_gradients_match_finite_differences(name):
         jax.config.update("jax_enable_x64", False)
 
 
+@pytest.mark.slow
 def test_ips_with_true_propensities_recovers_the_full_information_loss_by_enumeration():
     from click_models import PBM, enumerate_click_vectors
 

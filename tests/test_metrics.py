@@ -22,6 +22,7 @@ from ultr.metrics import err, evaluate_rankings, mrr, ndcg
 MQ2008 = Path(__file__).resolve().parents[2] / "shared" / "data" / "mq2008" / "Fold1"
 
 
+@pytest.mark.slow
 def test_err_uses_the_grade_scale_maximum():
     scores, labels = jnp.array([3.0, 2.0, 1.0]), jnp.array([2.0, 0.0, 1.0])
     # R = (2^y - 1) / 2^max: with max 2: 3/4, 0, 1/4 -> 3/4 + (1/4)(1)(1/4)/3
@@ -35,6 +36,7 @@ def test_err_uses_the_grade_scale_maximum():
     assert both["err@10"] == pytest.approx((1 / 16 + 15 / 16) / 2, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_ndcg_and_mrr_by_hand():
     scores, labels = jnp.array([0.3, 0.2, 0.1, 0.0]), jnp.array([0.0, 2.0, 0.0, 1.0])
     dcg = 3 / math.log2(3) + 1 / math.log2(5)
@@ -83,6 +85,7 @@ def _err_cut(run, qrels, k: int, max_grade: int) -> float:
 
 
 @pytest.mark.parametrize("data", ["mq2008", "synthetic:queries=80,docs=12,seed=5"])
+@pytest.mark.slow
 def test_run_files_rescore_to_the_reported_metrics(tmp_path, data):
     if data == "mq2008":
         if not MQ2008.exists():

@@ -80,6 +80,7 @@ def mq2008():
     ("allpairs", SimulationConfig(policies=("production",) * 4)),
     ("em", SimulationConfig(intervention="randtopk")),
 ])
+@pytest.mark.slow
 def test_estimators_recover_the_simulated_propensities(mq2008, tmp_path, estimator, config):
     logs = tmp_path / "logs"
     Simulator(mq2008, config, seed=1).run(logs, 300_000, progress=False)
@@ -97,6 +98,7 @@ def test_estimators_recover_the_simulated_propensities(mq2008, tmp_path, estimat
         assert np.all(low <= value + 1e-9) and np.all(value <= high + 1e-9)
 
 
+@pytest.mark.slow
 def test_ctr_is_biased_and_ips_accepts_a_propensity_file(mq2008, tmp_path):
     logs = tmp_path / "logs"
     Simulator(mq2008, SimulationConfig(), seed=2).run(logs, 200_000, progress=False)
@@ -109,6 +111,7 @@ def test_ctr_is_biased_and_ips_accepts_a_propensity_file(mq2008, tmp_path):
     assert json.loads((tmp_path / "ips" / "metrics.json").read_text())["config"]["propensities"].endswith("ctr.json")
 
 
+@pytest.mark.slow
 def test_trust_bias_estimator_recovers_click_probabilities_of_relevant_and_other_documents(tmp_path):
     from simulators import simulate_toy_log, true_parameters
 

@@ -188,6 +188,7 @@ def test_every_package_exports_a_curated_api():
         assert package.__all__ and all(hasattr(package, name) for name in package.__all__), package.__name__
 
 
+@pytest.mark.slow
 def test_importing_ultr_sets_no_global_plotting_state():
     code = ("import matplotlib; backend = matplotlib.get_backend(); before = dict(matplotlib.rcParams); "
             "import ultr, ultr.experiment, ultr.plots, ultr.propensity, ultr.cli; "
@@ -239,6 +240,7 @@ def small_logs(tmp_path_factory):
 TRAIN = ["--ranker", "linear", "--max-steps", "20", "--eval-every", "10"]
 
 
+@pytest.mark.slow
 def test_a_learner_registered_in_a_test_trains_from_the_command_line(throwaway_learner, small_logs, tmp_path):
     data, logs = small_logs
     assert "--temperature" in _help("train") and "tempered" in _help("train")
@@ -256,6 +258,7 @@ def test_a_learner_registered_in_a_test_trains_from_the_command_line(throwaway_l
               *TRAIN, "--out", str(tmp_path / "bad")])
 
 
+@pytest.mark.slow
 def test_an_estimator_registered_in_a_test_runs_from_the_command_line(small_logs, tmp_path, capsys):
     @register_estimator
     class Flat(Estimator):
@@ -275,6 +278,7 @@ def test_an_estimator_registered_in_a_test_runs_from_the_command_line(small_logs
         ESTIMATORS.remove("flat")
 
 
+@pytest.mark.slow
 def test_a_click_model_registered_in_a_test_simulates_without_other_edits(tmp_path):
     from simulators.datasets import synthetic_dataset
     from simulators.simulation import SimulationConfig, Simulator
@@ -356,6 +360,7 @@ def test_unused_or_bad_flags_are_errors(small_logs, tmp_path, capsys, flags, mes
 
 
 @pytest.mark.parametrize("source", ["oracle", "randtopk", "file"])
+@pytest.mark.slow
 def test_each_propensity_source_reaches_ips_and_is_recorded(small_logs, tmp_path, source):
     data, logs = small_logs
     value = source
@@ -374,6 +379,7 @@ def test_each_propensity_source_reaches_ips_and_is_recorded(small_logs, tmp_path
         assert len(recorded["examination"]) == 10 and recorded["examination"][0] == 1.0
 
 
+@pytest.mark.slow
 def test_oracle_propensities_need_a_simulated_log(small_logs, tmp_path, capsys):
     import shutil
 
@@ -391,6 +397,7 @@ def test_oracle_propensities_need_a_simulated_log(small_logs, tmp_path, capsys):
                  "--out", str(tmp_path / "naive")]) == 0
 
 
+@pytest.mark.slow
 def test_affine_needs_click_noise_and_propensity_lengths_are_checked(small_logs, tmp_path, capsys):
     data, logs = small_logs
     run = ["train", "--logs", str(logs), "--data", data, *TRAIN]
@@ -407,6 +414,7 @@ def test_affine_needs_click_noise_and_propensity_lengths_are_checked(small_logs,
     assert "examination covers 2 ranks; the logs show 10" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_skyline_rejects_logs_and_paird_reports_position_biases_by_name(small_logs, tmp_path, capsys):
     data, logs = small_logs
     with pytest.raises(SystemExit):

@@ -58,6 +58,7 @@ def _started(process, out: Path) -> bool:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+@pytest.mark.slow
 def test_an_interrupted_simulation_leaves_no_log_and_a_rerun_succeeds(tmp_path, sig):
     out = tmp_path / "logs"
     process = _long_simulation(out)
@@ -76,6 +77,7 @@ def test_an_interrupted_simulation_leaves_no_log_and_a_rerun_succeeds(tmp_path, 
     assert count_sessions(out) == 5000 and (out / "manifest.json").exists()
 
 
+@pytest.mark.slow
 def test_a_killed_simulation_resumes_from_its_finished_parts(tmp_path):
     """The same command after a SIGKILL keeps the parts the killed run finished (checked by SHA-256) and
     simulates only the rest; the log has the bytes of an uninterrupted run."""
@@ -101,6 +103,7 @@ def test_a_killed_simulation_resumes_from_its_finished_parts(tmp_path):
     assert not _staging(out) and not [p for p in out.iterdir() if p.name.startswith(".")]
 
 
+@pytest.mark.slow
 def test_an_interrupted_overwrite_leaves_the_old_log_whole(tmp_path):
     out = tmp_path / "logs"
     assert main(["simulate", "--data", DATA, "--sessions", "3000", "--out", str(out)]) == 0
@@ -113,6 +116,7 @@ def test_an_interrupted_overwrite_leaves_the_old_log_whole(tmp_path):
     assert count_sessions(out) == 3000 and len(click_log_files(out)) == 1  # the manifest still verifies
 
 
+@pytest.mark.slow
 def test_a_second_writer_of_the_same_log_is_refused(tmp_path, capsys):
     out = tmp_path / "logs"
     first = _long_simulation(out)
@@ -125,6 +129,7 @@ def test_a_second_writer_of_the_same_log_is_refused(tmp_path, capsys):
         first.wait(timeout=60)
 
 
+@pytest.mark.slow
 def test_disk_full_in_the_middle_leaves_nothing_behind(tmp_path, monkeypatch):
     calls = {"n": 0}
     original = pq.ParquetWriter.write_table
@@ -150,6 +155,7 @@ def log(tmp_path):
     return out
 
 
+@pytest.mark.slow
 def test_corrupt_truncated_stray_and_unfinished_logs_are_refused(log, tmp_path):
     part = sorted(log.glob("*.parquet"))[0]
     data = bytearray(part.read_bytes())
@@ -189,6 +195,7 @@ def test_click_log_schemas_are_checked_exactly(tmp_path, capsys, column, array, 
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_logs_remember_their_dataset_and_refuse_another_order(log, tmp_path, capsys):
     from simulators.datasets import Dataset
     from ultr.training import TrainConfig, train
@@ -204,6 +211,7 @@ def test_logs_remember_their_dataset_and_refuse_another_order(log, tmp_path, cap
               TrainConfig(learner="naive", ranker="linear", max_steps=5), progress=False)
 
 
+@pytest.mark.slow
 def test_outputs_inside_the_log_they_read_are_refused(log, capsys):
     with pytest.raises(SystemExit):
         main(["fit", "--logs", str(log), "--out", str(log / "fit")])
@@ -216,6 +224,7 @@ def test_outputs_inside_the_log_they_read_are_refused(log, capsys):
 
 
 @pytest.mark.parametrize("model", ["pbm", "cascade", "dbn", "sdbn", "dcm", "ubm", "ccm", "trust_bias"])
+@pytest.mark.slow
 def test_the_toy_log_works_for_every_click_model(tmp_path, model):
     from click_models.logs import read_click_log
     from simulators.toy import write_toy_log
@@ -227,6 +236,7 @@ def test_the_toy_log_works_for_every_click_model(tmp_path, model):
 
 
 @pytest.mark.parametrize("model", ["dbn", "ccm"])  # the two that crashed in the toy-log path of ultr fit
+@pytest.mark.slow
 def test_fit_without_logs_works_for_dbn_and_ccm(tmp_path, model):
     assert main(["fit", "--click-model", model, "--sessions", "3000", "--max-iterations", "3",
                  "--out", str(tmp_path / model)]) == 0
@@ -234,6 +244,7 @@ def test_fit_without_logs_works_for_dbn_and_ccm(tmp_path, model):
     assert truth["model"] == model
 
 
+@pytest.mark.slow
 def test_output_files_follow_the_umask(tmp_path):
     previous = os.umask(0o022)
     try:
@@ -298,6 +309,7 @@ def test_bad_values_get_one_line_and_exit_code_2(tmp_path, monkeypatch, capsys, 
     (["simulate", "--data", DATA, "--eta", "nan", "--out", "x"], "eta must be a finite non-negative number"),
     (["fit", "--epochs", "3", "--sessions", "1000"], "--epochs: an option of --method gradient, not em"),
 ])
+@pytest.mark.slow
 def test_bad_values_exit_2_from_the_command_line(tmp_path, argv, message):
     result = subprocess.run([sys.executable, "-m", "ultr", *argv], capture_output=True, text=True, timeout=120,
                             cwd=tmp_path)
@@ -353,6 +365,7 @@ def test_a_broken_archive_is_moved_aside_and_url_downloads_report_and_check_sha2
     assert f"archive SHA-256: {digest}" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_an_interrupted_grid_keeps_finished_points_and_a_rerun_resumes(tmp_path, monkeypatch, capsys):
     import ultr.experiment as experiment
 

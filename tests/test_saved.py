@@ -25,6 +25,7 @@ def _run_lines(path):
     return sorted(" ".join(line.split()[:5]) for line in path.read_text().splitlines())
 
 
+@pytest.mark.slow
 def test_rank_reproduces_the_test_run_and_metrics_of_training(trained, capsys):
     model = trained / "dla" / "model"
     meta = json.loads((model / "model.json").read_text())
@@ -39,6 +40,7 @@ def test_rank_reproduces_the_test_run_and_metrics_of_training(trained, capsys):
     assert f"ndcg@10 {metrics['ndcg@10']:.4f}" in printed
 
 
+@pytest.mark.slow
 def test_init_restores_the_learner_or_its_ranker(trained, capsys):
     from ultr.saved import load_ranker, read_model
 
@@ -56,6 +58,7 @@ def test_init_restores_the_learner_or_its_ranker(trained, capsys):
     assert read_model(trained / "init-dla" / "model").learner == "dla"
 
 
+@pytest.mark.slow
 def test_saved_model_errors_are_one_line(trained, tmp_path, capsys):
     model = trained / "dla" / "model"
     cases = [

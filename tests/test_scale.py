@@ -46,6 +46,7 @@ def test_engine_flags_are_checked(tmp_path, capsys, argv, message):
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_file_uris_work_everywhere_and_other_filesystems_are_refused(tmp_path, capsys):
     """file:// URIs name local paths for every command (with the local guarantees); an output on a filesystem
     without atomic renames is one clear error, never a local folder named after the scheme."""
@@ -97,6 +98,7 @@ def remote_log(tmp_path):
     return local, Location(memory, root, f"memory://{root}")
 
 
+@pytest.mark.slow
 def test_a_log_on_another_filesystem_reads_as_the_local_one(remote_log):
     """Counts, propensities, a click-model fit and the simulation metadata of a log read through pyarrow.fs equal
     those of the same log on the local disk."""
@@ -122,6 +124,7 @@ def test_a_log_on_another_filesystem_reads_as_the_local_one(remote_log):
 
 
 @pytest.mark.parametrize("learner", ["ips", "policy-aware-ips"])
+@pytest.mark.slow
 def test_a_learner_trains_from_a_log_on_another_filesystem_as_from_the_local_one(remote_log, learner):
     from simulators.datasets import load_dataset
     from ultr.training import TrainConfig, train
@@ -133,6 +136,7 @@ def test_a_learner_trains_from_a_log_on_another_filesystem_as_from_the_local_one
     assert results[1].test == results[0].test
 
 
+@pytest.mark.slow
 def test_a_changed_log_on_another_filesystem_is_refused(remote_log):
     from click_models.logs import ClickLogError, click_log_files
 
@@ -187,6 +191,7 @@ def _simulate(setup, name, engine=None, sessions=9_000):
 
 @pytest.mark.ray
 @pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.slow
 def test_ray_simulation_is_byte_identical_to_local(ray_cluster, simulation_setup, workers):
     from click_models.engine import RayEngine
     from click_models.logs import click_log_files
@@ -201,6 +206,7 @@ def test_ray_simulation_is_byte_identical_to_local(ray_cluster, simulation_setup
 
 
 @pytest.mark.ray
+@pytest.mark.slow
 def test_ray_counts_estimates_and_fits_equal_local(ray_cluster, simulation_setup):
     from click_models.counts import ClickCounts
     from click_models.engine import RayEngine
@@ -232,6 +238,7 @@ def test_ray_counts_estimates_and_fits_equal_local(ray_cluster, simulation_setup
 
 
 @pytest.mark.ray
+@pytest.mark.slow
 def test_ray_baidu_conversion_equals_local(ray_cluster, tmp_path):
     """A task per raw partition: the same logs, features, corpus statistics and id table as the local pool."""
     from click_models.engine import RayEngine
@@ -303,6 +310,7 @@ def _die_once(item, *, marker: str, task, **shared):
 
 
 @pytest.mark.ray
+@pytest.mark.slow
 def test_a_lost_worker_task_is_retried_and_the_log_is_complete(ray_cluster, simulation_setup, tmp_path):
     import ray.cloudpickle
 
@@ -387,6 +395,7 @@ def test_two_device_training_equals_one_device(tmp_path):
         assert two["ndcg"] == pytest.approx(one["ndcg"], abs=1e-6)
 
 
+@pytest.mark.slow
 def test_too_many_devices_is_a_clear_error():
     from ultr.training import data_parallel_mesh
 
@@ -430,6 +439,7 @@ def test_two_processes_joined_by_jax_distributed_train_like_one(tmp_path):
     assert "wrote" in outputs[0][0] and "wrote" not in outputs[1][0]  # process 0 writes, process 1 does not
 
 
+@pytest.mark.slow
 def test_distributed_flags_are_checked(tmp_path, capsys):
     from ultr.cli import main
 

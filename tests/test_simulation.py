@@ -24,6 +24,7 @@ def small_synthetic():
 
 
 @pytest.mark.parametrize("click_model", ["pbm", "cascade", "dbn", "trust_bias"])
+@pytest.mark.slow
 def test_ctr_per_rank_and_label_matches_the_configured_model_on_mq2008(mq2008, click_model):
     config = SimulationConfig(click_model=click_model)
     simulator = Simulator(mq2008, config, seed=1)
@@ -53,6 +54,7 @@ def test_ctr_per_rank_and_label_matches_the_configured_model_on_mq2008(mq2008, c
     assert not (clicks & ~shown).any()
 
 
+@pytest.mark.slow
 def test_same_seed_same_log_whatever_the_chunk_size(mq2008, tmp_path):
     simulator = Simulator(mq2008, SimulationConfig(click_model="dbn", intervention="randtopk",
                                                    policies=("production", "plackett-luce")), seed=7)
@@ -81,6 +83,7 @@ def query_index_of(simulator, query_ids):
     return np.array([lookup[q] for q in query_ids])
 
 
+@pytest.mark.slow
 def test_randtopk_shuffles_exactly_the_top_k_uniformly(small_synthetic):
     K, k = 10, 4
     simulator = Simulator(small_synthetic, SimulationConfig(intervention="randtopk", intervention_k=k), seed=0)
@@ -98,6 +101,7 @@ def test_randtopk_shuffles_exactly_the_top_k_uniformly(small_synthetic):
     np.testing.assert_allclose(frequencies, 1 / k, atol=0.03)
 
 
+@pytest.mark.slow
 def test_swap_exchanges_rank_one_with_a_uniform_rank(small_synthetic):
     K = 10
     simulator = Simulator(small_synthetic, SimulationConfig(intervention="swap", intervention_rate=0.5), seed=0)
@@ -117,6 +121,7 @@ def test_swap_exchanges_rank_one_with_a_uniform_rank(small_synthetic):
         np.testing.assert_array_equal(sessions["doc_ids"][row], expected)
 
 
+@pytest.mark.slow
 def test_several_logging_policies_are_recorded(small_synthetic):
     simulator = Simulator(small_synthetic, SimulationConfig(policies=("production", "noisy-oracle")), seed=0)
     sessions = simulator.simulate_chunk(0, 20_000)
@@ -131,6 +136,7 @@ def test_several_logging_policies_are_recorded(small_synthetic):
     assert top_label[sessions["policy"] == 1].mean() > top_label[sessions["policy"] == 0].mean()
 
 
+@pytest.mark.slow
 def test_uniform_policy_and_powerlaw_query_sampling(small_synthetic):
     simulator = Simulator(small_synthetic, SimulationConfig(policies=("uniform",), query_sampling="powerlaw",
                                                             powerlaw_exponent=1.0), seed=0)
@@ -153,6 +159,7 @@ def test_bad_configurations_are_rejected(small_synthetic):
         Simulator(small_synthetic, SimulationConfig(examination=[0.5, 0.2]))
 
 
+@pytest.mark.slow
 def test_simulate_cli_end_to_end_then_fit(tmp_path, capsys):
     config = tmp_path / "sim.toml"
     config.write_text('click_model = "dbn"\ncontinuation = 0.7\npolicy = "production"\n')
@@ -182,6 +189,7 @@ def test_simulate_cli_end_to_end_then_fit(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("generator", ["rbg", "unsafe_rbg"])
+@pytest.mark.slow
 def test_the_generator_is_part_of_the_log_and_chunk_invariant(small_synthetic, tmp_path, generator):
     config = SimulationConfig(click_model="dbn", intervention="randtopk", generator=generator)
     simulator = Simulator(small_synthetic, config, seed=5)

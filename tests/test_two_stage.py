@@ -50,6 +50,7 @@ def test_pipeline_probabilities_sum_to_one():
     assert np.isclose(sum(outcomes.values()), 1.0)
 
 
+@pytest.mark.slow
 def test_joint_exposure_exact_equals_brute_force():
     """6 documents, K2 = 4 candidates, K = 2 shown: every candidate prefix and ranking enumerated."""
     expected = brute_force_exposure(SC, SR, THETA, 4)
@@ -59,6 +60,7 @@ def test_joint_exposure_exact_equals_brute_force():
     assert np.isclose(actual.sum(), THETA.sum(), atol=1e-5)  # every shown rank is someone's
 
 
+@pytest.mark.slow
 def test_joint_exposure_monte_carlo_within_its_error():
     """The Monte-Carlo exposure is within 5 standard errors (at most max(theta) / (2 sqrt(S))) of the truth,
     vectorised over a batch of lists with padding."""
@@ -74,6 +76,7 @@ def test_joint_exposure_monte_carlo_within_its_error():
     assert rho[1, 5] == 0.0
 
 
+@pytest.mark.slow
 def test_plackett_luce_log_prob_matches_enumeration():
     logits = jnp.asarray(SC, jnp.float32)
     total = 0.0
@@ -205,12 +208,14 @@ def test_credit_assigned_gradient_has_lower_variance_than_reinforce():
     assert credit < baseline / 10, (reinforce, baseline, credit)
 
 
+@pytest.mark.slow
 def test_sampled_pipelines_show_only_candidates():
     out = sample_two_stage(jax.random.key(0), jnp.asarray(SC), jnp.asarray(SR), candidates=4, top_k=2, samples=500)
     shown_is_candidate = jnp.take_along_axis(out["member"], out["ranking"], axis=-1)
     assert bool(jnp.all(shown_is_candidate)) and bool(jnp.all(out["member"].sum(-1) == 4))
 
 
+@pytest.mark.slow
 def test_deployed_pipeline_ranks_the_candidates_by_the_ranker():
     c = jnp.array([[5.0, 4.0, 3.0, 2.0, 1.0, -jnp.inf]])
     r = jnp.array([[0.0, 2.0, 1.0, 9.0, 8.0, 7.0]])
@@ -234,6 +239,7 @@ def two_stage_log(tmp_path_factory):
     return dataset, logs
 
 
+@pytest.mark.slow
 def test_two_stage_log_records_candidate_sets(two_stage_log):
     import pyarrow.parquet as pq
 
@@ -243,6 +249,7 @@ def test_two_stage_log_records_candidate_sets(two_stage_log):
     assert all(set(s) <= set(c) and len(c) == 8 and len(set(c)) == 8 for s, c in zip(shown, candidates))
 
 
+@pytest.mark.slow
 def test_simulated_exposure_matches_the_recomputed_joint_exposure(two_stage_log):
     """The examination each document got in the simulated sessions, averaged per query, agrees with the joint
     exposure recomputed from simulation.json (Monte-Carlo) within the sampling error of both."""
@@ -280,6 +287,7 @@ def test_simulated_exposure_matches_the_recomputed_joint_exposure(two_stage_log)
     ("two-stage-top1", {"candidates": 8, "pipeline_samples": 4}),
     ("policy-aware-ips", {"aggregate": True}),
 ])
+@pytest.mark.slow
 def test_two_stage_learners_train_from_a_two_stage_log(two_stage_log, learner, options):
     from ultr.training import TrainConfig, train
 
@@ -290,6 +298,7 @@ def test_two_stage_learners_train_from_a_two_stage_log(two_stage_log, learner, o
     assert all(np.isfinite(h["train_loss"]) for h in result.history)
 
 
+@pytest.mark.slow
 def test_two_stage_pipeline_samples_follow_the_training_seed():
     """The pipelines sampled at a step come from the training seed: the same seed gives the same loss,
     another seed other samples (a fixed key would give every seed the same draws)."""
@@ -316,6 +325,7 @@ def test_two_stage_pipeline_samples_follow_the_training_seed():
     assert loss(0) != loss(1)
 
 
+@pytest.mark.slow
 def test_two_stage_learners_refuse_a_loss_and_unused_options(two_stage_log):
     from ultr.training import TrainConfig, train
 
@@ -337,6 +347,7 @@ def test_two_stage_logging_config_is_checked():
         SimulationConfig(candidate_temperature=2.0).validate()
 
 
+@pytest.mark.slow
 def test_plackett_luce_log_prob_is_exact_far_below_the_first_document():
     """Documents more than 87 logits below the first: no underflow in the normaliser, and finite gradients
     when a masked document scores far above the others."""

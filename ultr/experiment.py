@@ -87,6 +87,9 @@ class ConfigError(ValueError):
 
 
 def load_config(path: str | Path | None) -> dict:
+    """An experiment config from a TOML file (``None``: the built-in default), as a dict for
+    :func:`validate` and :func:`run_experiment`; a missing or malformed file raises :class:`ConfigError`
+    naming the file and line."""
     if path is None:
         return copy.deepcopy(DEFAULT_CONFIG)
     path = Path(path)
