@@ -39,6 +39,33 @@ def shared(*parts: str) -> Path:
     return path
 
 
+#: resident memory above which the compiled programs are dropped after a test (the suite's goal: under 2 GB)
+RELEASE_ABOVE_MIB = 1300
+
+
+def _resident_mib() -> float:
+    try:
+        with open("/proc/self/statm") as handle:
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+@pytest.fixture(autouse=True)
+def release_compiled_code_when_large():
+    """A module of many small programs (every click model at every list size) grows by a few MiB per test:
+    past :data:`RELEASE_ABOVE_MIB`, drop JAX's compiled functions after the test."""
+    yield
+    if _resident_mib() > RELEASE_ABOVE_MIB:
+        import gc
+
+        import jax
+
+        jax.clear_caches()
+        gc.collect()
+        _return_freed_memory()
+
+
 @pytest.fixture(autouse=True, scope="module")
 def release_compiled_code():
     """Drop JAX's compiled functions after each test module: one pytest process runs hundreds of
@@ -50,6 +77,19 @@ def release_compiled_code():
 
     jax.clear_caches()
     gc.collect()
+    _return_freed_memory()
+
+
+def _return_freed_memory() -> None:
+    """glibc keeps freed heap in its arenas: hand it back to the system, so that the next module starts from
+    what is live rather than from the last module's peak."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 def pytest_runtest_teardown(item):
