@@ -13,6 +13,14 @@ def _blocks(page):
     return re.findall(r"```python\n(.*?)```", (ROOT / "docs" / page).read_text(), flags=re.S)
 
 
+def _execute(page: str, count: int, namespace: dict) -> None:
+    """Run the ``count`` Python blocks of ``docs/page`` in order, in ``namespace``."""
+    blocks = _blocks(page)
+    assert len(blocks) == count
+    for block in blocks:
+        exec(compile(block, page, "exec"), namespace)
+
+
 @pytest.mark.slow
 def test_contributing_examples_register_working_entries(tmp_path, monkeypatch):
     from click_models import CLICK_MODELS
@@ -21,12 +29,9 @@ def test_contributing_examples_register_working_entries(tmp_path, monkeypatch):
     from ultr.learners import LEARNERS
 
     monkeypatch.chdir(tmp_path)
-    blocks = _blocks("contributing.md")
-    assert len(blocks) == 4
     namespace: dict = {}
     try:
-        for block in blocks:
-            exec(compile(block, "contributing.md", "exec"), namespace)
+        _execute("contributing.md", 4, namespace)
         assert {"steep-pbm" in CLICK_MODELS, "plain-ctr" in ESTIMATORS, "capped-ips" in LEARNERS} == {True}
         logs, data = tmp_path / "runs" / "api-logs", "synthetic:queries=50,docs=10,features=8"
         assert main(["propensity", "--logs", str(logs), "--estimator", "plain-ctr", "--out", "p.json",
@@ -54,12 +59,9 @@ def test_api_page_examples_run_and_print_what_they_say(capsys):
     """docs/api.md: simulate, fit, estimate, train and load a saved ranker, each block as written."""
     import shutil
 
-    blocks = _blocks("api.md")
-    assert len(blocks) == 6
     namespace: dict = {}
     try:
-        for block in blocks:
-            exec(compile(block, "api.md", "exec"), namespace)
+        _execute("api.md", 6, namespace)
         printed = capsys.readouterr().out.splitlines()
         assert printed[0].startswith("20000 [")
         assert printed[-1] == "ips 8 True"

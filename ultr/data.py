@@ -45,6 +45,12 @@ class LabelBatch(NamedTuple):
     mask: np.ndarray
 
 
+def standardise(features: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """``(features - mean) / scale`` as float32: ``features [N, F]``, ``mean`` and ``scale [F]`` fitted on a
+    training split (:meth:`FeatureStore.fit`)."""
+    return ((features - mean) / scale).astype(np.float32)
+
+
 @dataclasses.dataclass
 class FeatureStore:
     """Standardised features of one split with a (query_id, doc_id) -> row lookup.
@@ -57,8 +63,8 @@ class FeatureStore:
     scale: np.ndarray
 
     def __post_init__(self):
-        standardised = (self.data.features - self.mean) / self.scale
-        self.table = np.concatenate([standardised, np.zeros((1, self.data.num_features))]).astype(np.float32)
+        standardised = standardise(self.data.features, self.mean, self.scale)
+        self.table = np.concatenate([standardised, np.zeros((1, self.data.num_features), np.float32)])
         self.index = DocumentIndex(self.data.query_ids, self.data.doc_ids)
         self.padding_row = self.data.num_documents
 

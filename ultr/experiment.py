@@ -483,12 +483,14 @@ def _run_point(task: dict, *, datasets: dict, out: Path, say: Callable[[str], No
         emit(f"{prefix}: reusing cached logs {logs.name}")
     truth = true_examination(logs)
     # what the plots draw: the curve, or for models without one (cascades, UBM) the log's mean examination
-    drawn, drawn_kind = (truth, "curve") if truth is not None else (None, None)
+    drawn, drawn_kind = truth, "curve"
     if truth is None and (resolved["estimators"] or any(LEARNERS[name].estimates == "propensities"
                                                         for name in resolved["learners"])):
-        drawn = mean_log_examination(logs)
-        drawn_kind = "mean" if drawn is not None else None
-    drawn = None if drawn is None else [None if not np.isfinite(v) else float(v) for v in drawn]
+        drawn, drawn_kind = mean_log_examination(logs), "mean"
+    if drawn is None:
+        drawn_kind = None
+    else:
+        drawn = [None if not np.isfinite(v) else float(v) for v in drawn]
     identifiable = None
     if resolved["estimators"] or any(LEARNERS[learner].estimates for learner in resolved["learners"]):
         graph = rank_graph_of_log(logs)  # Hager et al. (ICTIR 2025): can this log identify position bias?

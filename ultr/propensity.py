@@ -26,7 +26,7 @@ def mean_log_examination(logs) -> np.ndarray | None:
     """The mean over a simulated log's sessions of the true examination probability per rank, normalised at
     rank 1: the reference for models whose examination is not one curve (cascades, UBM), where it depends on
     the documents shown above. None for a log without the ``examination`` column (a real log)."""
-    from click_models.logs import iter_click_log, read_schema, click_log_files
+    from click_models.logs import click_log_files, iter_click_log, read_schema
 
     if "examination" not in read_schema(click_log_files(logs)[0]).names:
         return None
@@ -37,8 +37,7 @@ def mean_log_examination(logs) -> np.ndarray | None:
         shown = batch.mask.sum(0) if shown is None else shown + batch.mask.sum(0)
     if total is None or shown[0] == 0:
         return None
-    with np.errstate(divide="ignore", invalid="ignore"):
-        mean = np.where(shown > 0, total / np.maximum(shown, 1), np.nan)
+    mean = np.where(shown > 0, total / np.maximum(shown, 1), np.nan)
     return mean / mean[0]
 
 

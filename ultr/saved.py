@@ -56,7 +56,9 @@ class SavedModel:
 
     def standardise(self, features: np.ndarray) -> np.ndarray:
         """``features [N, F]`` standardised as in training (float32)."""
-        return ((np.asarray(features, np.float64) - self.mean) / self.scale).astype(np.float32)
+        from .data import standardise
+
+        return standardise(features, self.mean, self.scale)
 
 
 def _pure_state(module: nnx.Module) -> dict:
@@ -87,8 +89,8 @@ def save_learner(directory, learner: nnx.Module, *, learner_name: str, config, n
         "num_features": int(num_features),
         "list_size": int(list_size),
         "normalize": normalize,
-        "mean": np.asarray(mean, np.float64).tolist(),
-        "scale": np.asarray(scale, np.float64).tolist(),
+        "mean": np.asarray(mean, np.float32).tolist(),  # the float32 statistics FeatureStore.fit computes
+        "scale": np.asarray(scale, np.float32).tolist(),
         "config": config.to_json(),
     }, directory / META_FILE)
     return directory
@@ -111,7 +113,7 @@ def read_model(directory) -> SavedModel:
     try:
         return SavedModel(directory, meta["learner"], meta["ranker"], tuple(meta["hidden"]), float(meta["dropout"]),
                           int(meta["num_features"]), int(meta["list_size"]), meta.get("normalize"),
-                          np.asarray(meta["mean"], np.float64), np.asarray(meta["scale"], np.float64),
+                          np.asarray(meta["mean"], np.float32), np.asarray(meta["scale"], np.float32),
                           meta.get("config", {}))
     except (KeyError, TypeError, ValueError) as error:
         raise ModelFormatError(f"{meta_path}: malformed ({error!r})") from None

@@ -712,10 +712,15 @@ def _padded_scores(store: FeatureStore, values: np.ndarray, lists: LabelBatch) -
     return scores
 
 
+def _plain_name(query_id, doc_id) -> str:
+    """``QUERY-DOC``: the query id and ultr's document id (the 0-based line of a LETOR file, the index within
+    the query of a synthetic one)."""
+    return f"{query_id}-{doc_id}"
+
+
 def document_names(data: RankingData) -> Callable[[int, int], str]:
     """``(query_id, doc_id) -> name`` for run files: the ``#docid`` comment of a LETOR file's line where the
-    split was read from a file that has them, else ``QUERY-DOC`` (the query id and ultr's document id: the
-    0-based line of a LETOR file, the index within the query of a synthetic one)."""
+    split was read from a file that has them, else :func:`_plain_name`."""
     from simulators.letor import letor_doc_names
 
     names = {}
@@ -725,7 +730,7 @@ def document_names(data: RankingData) -> Callable[[int, int], str]:
             names = letor_doc_names(source)
         except (OSError, ValueError):
             names = {}
-    return lambda query_id, doc_id: names.get(int(doc_id)) or f"{query_id}-{doc_id}"
+    return lambda query_id, doc_id: names.get(int(doc_id)) or _plain_name(query_id, doc_id)
 
 
 def trec_run(data: RankingData, lists: LabelBatch, scores: np.ndarray, tag: str) -> tuple[str, str]:
@@ -749,7 +754,7 @@ def trec_run(data: RankingData, lists: LabelBatch, scores: np.ndarray, tag: str)
         order = np.lexsort((np.arange(len(s)), -s))
         names = [name(query_id, data.doc_ids[row]) for row in rows]
         if len(set(names)) < len(names):  # a file naming two of a query's documents alike: ultr's ids instead
-            names = [f"{query_id}-{data.doc_ids[row]}" for row in rows]
+            names = [_plain_name(query_id, data.doc_ids[row]) for row in rows]
         for rank, i in enumerate(order, start=1):
             run_lines.append(f"{query_id} Q0 {names[i]} {rank} {len(s) + 1 - rank} {tag}")
         if (data.labels[rows] > 0).any():
