@@ -1,147 +1,604 @@
-"""Regenerate the teaching notebooks (sources of their cells): python docs/notebooks/make_notebooks.py, then run them."""
-import nbformat as nbf
+"""Build the teaching notebooks from the lessons below, run them, and save them with their outputs.
+
+    python docs/notebooks/make_notebooks.py            # all of them (about 3 minutes on a 2-core CPU)
+    python docs/notebooks/make_notebooks.py 01 04      # the ones whose names start so
+
+Each lesson is a list of cells: ``md`` and ``code`` cells, and ``exercise`` blocks. An exercise is four cells: the
+question (markdown), the student's cell (``answer_N = None``), the solution (folded in Jupyter: it fills the answer in
+only while the student's is still None, so a notebook run top to bottom checks the solutions) and the check (an
+assert). The running time of each notebook is stored in its metadata (``ultr.seconds``) and, with the learning
+objectives, in the table of ``docs/index.md`` between the ``notebooks`` markers.
+"""
+import re
+import sys
+import time
 from pathlib import Path
 
-def notebook(cells, path):
+import nbformat as nbf
+
+HERE = Path(__file__).resolve().parent
+INDEX = HERE.parent / "index.md"
+LESSONS = []
+
+
+def md(text):
+    return ("md", text.strip("\n"))
+
+
+def code(text):
+    return ("code", text.strip("\n"))
+
+
+def exercise(title, question, stub, solution, check):
+    """An exercise block; ``N`` in the texts is replaced by the exercise's number within the notebook."""
+    return ("exercise", title, question.strip("\n"), stub.strip("\n"), solution.strip("\n"), check.strip("\n"))
+
+
+def lesson(name, title, objectives, cells, summary):
+    LESSONS.append((name, title, objectives, cells, summary))
+
+
+def build(name, title, objectives, cells, summary):
     nb = nbf.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.cells = [nbf.v4.new_markdown_cell(c[1]) if c[0] == "md" else nbf.v4.new_code_cell(c[1]) for c in cells]
-    nbf.write(nb, path)
+    nb.metadata["ultr"] = {"title": title, "objectives": objectives}
+    head = (f"# {title}\n\n## Learning objectives\n\nAfter this notebook you can\n\n"
+            + "\n".join(f"- {o}" for o in objectives)
+            + "\n\nExercises are marked **Exercise**: write your answer in the cell that sets `answer_N = None`, then"
+              " run the check below it. Each solution is folded under the exercise (click the `...` to unfold it);"
+              " it fills in the answer only while yours is still `None`.")
+    out = [nbf.v4.new_markdown_cell(head)]
+    number = 0
+    for cell in cells:
+        if cell[0] == "md":
+            out.append(nbf.v4.new_markdown_cell(cell[1]))
+        elif cell[0] == "code":
+            out.append(nbf.v4.new_code_cell(cell[1]))
+        else:
+            number += 1
+            _, ex_title, question, stub, solution, check = (c.replace("answer_N", f"answer_{number}")
+                                                            if isinstance(c, str) else c for c in cell)
+            out.append(nbf.v4.new_markdown_cell(f"### Exercise {number}: {ex_title}\n\n{question}"))
+            out.append(nbf.v4.new_code_cell(stub, metadata={"tags": ["exercise"]}))
+            folded = (f"# Solution to exercise {number}: used only while your answer is None\n{solution}\n"
+                      f"if answer_{number} is None:\n    answer_{number} = solution()")
+            out.append(nbf.v4.new_code_cell(folded, metadata={"tags": ["solution"], "jupyter": {"source_hidden": True}}))
+            out.append(nbf.v4.new_code_cell(check, metadata={"tags": ["check"]}))
+    out.append(nbf.v4.new_markdown_cell("## Summary\n\n" + summary.strip("\n")))
+    nb.cells = out
+    return nb
 
-out = Path(__file__).resolve().parent
 
-notebook([
-("md", """# 1. Position bias and click models
+def execute(nb, path):
+    import nbclient
 
-Users click what is shown high. A **click model** is a distribution over click vectors given a ranking. Here we
-sample logs from three click models, plot the click-through rate per rank, fit the models back, and compare them by
-held-out perplexity (lower is better; a coin flip scores 2)."""),
-("code", """import numpy as np
+    started = time.perf_counter()
+    nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
+                            resources={"metadata": {"path": str(path.parent)}}).execute()
+    nb.metadata["ultr"]["seconds"] = round(time.perf_counter() - started, 1)
+    return nb
+
+
+def index_table():
+    rows = ["| notebook | you learn to | runs in |", "| --- | --- | --- |"]
+    for path in sorted(HERE.glob("[0-9]*.ipynb")):
+        meta = nbf.read(path, as_version=4).metadata.get("ultr", {})
+        objectives = "; ".join(meta.get("objectives", []))
+        seconds = meta.get("seconds")
+        rows.append(f"| [{meta.get('title', path.stem)}](notebooks/{path.name}) | {objectives} | "
+                    f"{'' if seconds is None else f'{seconds:.0f} s'} |")
+    return "\n".join(rows)
+
+
+def update_index():
+    text = INDEX.read_text()
+    table = ("<!-- notebooks: generated by python docs/notebooks/make_notebooks.py -->\n" + index_table()
+             + "\n<!-- /notebooks -->")
+    text, count = re.subn(r"<!-- notebooks:.*?<!-- /notebooks -->", lambda _: table, text, flags=re.S)
+    if count != 1:
+        raise SystemExit(f"{INDEX}: no <!-- notebooks: ... <!-- /notebooks --> markers")
+    INDEX.write_text(text)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+lesson("01_position_bias_and_click_models", "1. Position bias and click models", [
+    "write down PBM, the cascade model and DBN, and compute a click vector's probability by hand",
+    "sample click logs and check samples against the exact distribution",
+    "score click models by log-likelihood and perplexity",
+    "fit PBM by expectation-maximisation and check its update equations",
+], [
+md(r"""
+Users click what is shown high: part of every click-through rate (CTR) is the rank, not the document. A **click
+model** is a probability distribution over the click vector $\mathbf c = (c_1, \dots, c_K)$ of a ranking of $K$
+documents. It separates what the user *sees* (examination $E_k$) from what the user *likes* (attraction $A_d$).
+We write the models down, check each equation against the `click_models` package by enumerating all $2^K$ click
+vectors of a tiny ranking, sample logs, score the models and fit them (Chuklin, Markov and de Rijke, *Click Models
+for Web Search*, 2015).
+"""),
+code("""
+import itertools
+import jax, jax.numpy as jnp
+import numpy as np
 import matplotlib.pyplot as plt
 import seaborn as sns
-from simulators import simulate_toy_log, toy_session_batches, true_parameters
-from click_models.fitting import fit_em, assemble
+from click_models import PBM, Cascade, DBN, enumerate_click_vectors
+from click_models.fitting import fit_em
 from click_models.evaluation import evaluate
+from simulators import simulate_toy_log, toy_session_batches, true_parameters
 
 sns.set_theme(style="whitegrid")
-QUERIES, DOCS, SESSIONS = 100, 10, 100_000"""),
-("md", """Each toy query has 10 documents with random attraction; every session shows them in a random order, so each
-document appears at every rank. PBM multiplies attraction by a per-rank examination probability; the cascade model
-stops at the first click; DBN may stop after a satisfying click."""),
-("code", """logs = {}
+jax.config.update("jax_enable_x64", False)
+"""),
+md(r"""
+## The position-based model (PBM)
+
+A user examines rank $k$ with probability $\theta_k$, whatever happened above, and clicks an examined document $d$
+with probability $\alpha_d$ (Craswell et al., WSDM 2008):
+
+$$P(C_k = 1) = P(E_k = 1)\,P(A_{d_k} = 1) = \theta_k\,\alpha_{d_k}, \qquad
+P(\mathbf c) = \prod_{k=1}^{K} (\theta_k\alpha_{d_k})^{c_k}\,(1 - \theta_k\alpha_{d_k})^{1 - c_k}.$$
+
+We check both equations on a ranking of four documents: the product by hand equals `log_prob`, the $2^4 = 16$
+probabilities sum to one, and summing them over the vectors with $c_k = 1$ gives `click_probs`.
+"""),
+code("""
+alpha = jnp.array([0.8, 0.5, 0.3, 0.6])       # attraction of the documents at ranks 1..4
+theta = jnp.array([1.0, 0.6, 0.4, 0.25])      # examination of ranks 1..4
+pbm = PBM(attraction=alpha, examination=theta)
+vectors = enumerate_click_vectors(4)           # bool [16, 4]: every click vector
+exact = np.exp(np.asarray(pbm.log_prob(vectors)))
+by_hand = np.prod(np.where(vectors, theta * alpha, 1 - theta * alpha), axis=1)
+assert np.allclose(exact, by_hand, atol=1e-6) and np.isclose(exact.sum(), 1.0, atol=1e-6)
+assert np.allclose(exact @ vectors, pbm.click_probs(), atol=1e-6)
+print("P(c) of the 16 vectors sums to", exact.sum().round(6), "; P(C_k = 1) =", np.round(exact @ vectors, 4))
+"""),
+md(r"""
+## The cascade model and DBN
+
+In the **cascade model** the user reads from the top and stops at the first click, so a session has at most one
+click:
+
+$$P(C_k = 1) = \alpha_{d_k} \prod_{i<k} (1 - \alpha_{d_i}).$$
+
+The **dynamic Bayesian network** (DBN, Chapelle and Zhang, WWW 2009) lets the user go on after a click. After
+examining rank $k$ the user continues with probability $\gamma$ if they did not click, and with
+$\gamma (1 - \sigma_{d_k})$ if they clicked but were not satisfied. The marginal examination is therefore a
+product:
+
+$$P(E_1 = 1) = 1, \qquad P(E_{k+1} = 1) = P(E_k = 1)\,\gamma\,(1 - \alpha_{d_k}\sigma_{d_k}), \qquad
+P(C_k = 1) = \alpha_{d_k}\,P(E_k = 1).$$
+"""),
+code("""
+cascade = Cascade(attraction=alpha)
+p_cascade = np.exp(np.asarray(cascade.log_prob(vectors)))
+by_hand = alpha * jnp.cumprod(jnp.concatenate([jnp.ones(1), 1 - alpha[:-1]]))
+assert np.allclose(cascade.click_probs(), by_hand, atol=1e-6)
+assert np.isclose(p_cascade.sum(), 1.0, atol=1e-6) and p_cascade[vectors.sum(1) > 1].max() == 0.0
+
+sigma, gamma = jnp.array([0.7, 0.4, 0.5, 0.3]), 0.9
+dbn = DBN(attraction=alpha, satisfaction=sigma, continuation=gamma)
+examined = jnp.cumprod(jnp.concatenate([jnp.ones(1), gamma * (1 - alpha[:-1] * sigma[:-1])]))
+p_dbn = np.exp(np.asarray(dbn.log_prob(vectors)))
+assert np.allclose(dbn.click_probs(), alpha * examined, atol=1e-6) and np.isclose(p_dbn.sum(), 1.0, atol=1e-6)
+assert np.allclose(p_dbn @ vectors, alpha * examined, atol=1e-6)
+print("cascade P(C_k = 1):", np.round(cascade.click_probs(), 4))
+print("DBN     P(C_k = 1):", np.round(dbn.click_probs(), 4))
+"""),
+exercise("a session without a click", r"""
+Under the cascade model with the attractions `alpha` above, what is the probability that a user clicks nothing?
+Compute it from the model's definition (not with `log_prob`), as a float.
+""", """
+answer_N = None   # your code: the probability of the all-zero click vector under `cascade`
+""", """
+def solution():
+    return float(np.prod(1 - alpha))   # the user examines every rank and is attracted by none
+""", """
+assert answer_N is not None, "write your answer above"
+assert np.isclose(answer_N, float(np.exp(cascade.log_prob(jnp.zeros(4, bool)))), atol=1e-6), answer_N
+print("correct:", round(answer_N, 4))
+"""),
+md(r"""
+## Sampling
+
+`sample(key, shape)` draws click vectors. Drawn often enough, each vector's frequency approaches its probability
+$\exp(\log P(\mathbf c))$: the points below lie on the diagonal, within sampling noise.
+"""),
+code("""
+samples = np.asarray(dbn.sample(jax.random.key(0), (200_000,)))          # bool [200000, 4]
+codes = samples @ (1 << np.arange(4))                                     # each vector as a number 0..15
+frequency = np.bincount(codes, minlength=16) / len(codes)
+assert np.abs(frequency - p_dbn).max() < 4 * np.sqrt(p_dbn.max() / len(codes))
+fig, ax = plt.subplots(figsize=(4.5, 4.5))
+ax.plot([0, p_dbn.max()], [0, p_dbn.max()], color="grey", linewidth=1)
+ax.scatter(p_dbn, frequency)
+ax.set(xlabel="exact probability exp(log_prob)", ylabel="frequency in 200,000 samples",
+       title="DBN: samples match the distribution");
+"""),
+md(r"""
+## Position bias in a log
+
+A toy search engine: 100 queries with 10 documents each, attractions drawn uniformly, and every session shows
+the query's documents in a random order, so each document appears at every rank. We draw 100,000 sessions from
+PBM, the cascade model and DBN. The CTR falls with the rank in all three, although the documents at each rank are
+equally attractive on average: that fall is position bias.
+"""),
+code("""
+QUERIES, DOCS, SESSIONS = 100, 10, 100_000
+logs = {}
 for model in ["pbm", "cascade", "dbn"]:
     truth = true_parameters(model, QUERIES, DOCS, seed=0)
-    log = simulate_toy_log(model, truth, QUERIES, DOCS, SESSIONS, seed=1)
-    logs[model] = (truth, log)
-    print(model, "clicks per session:", log.clicks.sum(1).mean().round(3))"""),
-("code", """fig, ax = plt.subplots(figsize=(7, 4))
+    logs[model] = (truth, simulate_toy_log(model, truth, QUERIES, DOCS, SESSIONS, seed=1))
+fig, ax = plt.subplots(figsize=(7, 4))
 for model, (truth, log) in logs.items():
     ax.plot(np.arange(1, DOCS + 1), log.clicks.mean(0), marker="o", label=model)
 ax.set(xlabel="rank", ylabel="click-through rate", title="CTR per rank: position bias in every model")
-ax.legend();"""),
-("md", """Now fit every model to the PBM log and to the DBN log by EM and compare the held-out perplexity per rank. The
-model that generated the log should fit it best."""),
-("code", """rows = []
+ax.legend();
+"""),
+exercise("the CTR of a randomised PBM log", r"""
+In the PBM log the documents are shuffled, so the document at rank $k$ is a random one of its query. Predict the
+CTR at each rank from the true parameters alone: $\mathrm{CTR}_k = \theta_k\,\bar\alpha$, with $\bar\alpha$ the
+mean attraction of all documents. `truth = logs["pbm"][0]` holds `examination` `[10]` and `attraction`
+`[1001]` (1000 documents, then a prior row to leave out). Give the ten predicted CTRs as an array.
+""", """
+answer_N = None   # your code: an array [10] of predicted CTRs
+""", """
+def solution():
+    truth = logs["pbm"][0]
+    return truth["examination"] * truth["attraction"][:-1].mean()
+""", """
+assert answer_N is not None, "write your answer above"
+observed = logs["pbm"][1].clicks.mean(0)
+assert np.allclose(answer_N, observed, atol=0.01), np.round(answer_N - observed, 3)
+print("prediction within 0.01 of the observed CTR at every rank")
+"""),
+md(r"""
+## Log-likelihood and perplexity
+
+A click model is judged by how well it predicts held-out sessions. The **log-likelihood** is the mean log
+probability of a session's click vector,
+
+$$\mathcal L = \frac{1}{N}\sum_{s=1}^{N}\log P\big(\mathbf c^{(s)}\big),$$
+
+and the **perplexity** at rank $k$ measures how well the marginal click probability $p^{(s)}_k = P(C_k = 1)$
+predicts the click there (1 is perfect, 2 is a coin flip); `evaluate` reports its mean over the ranks:
+
+$$\mathrm{PPL}_k = 2^{-\frac{1}{N}\sum_{s}\left(c^{(s)}_k\log_2 p^{(s)}_k + (1 - c^{(s)}_k)\log_2(1 - p^{(s)}_k)\right)}.$$
+
+We fit four models by EM to 90,000 sessions of the PBM log and of the DBN log and score them on the other
+10,000. Then we recompute one perplexity by hand.
+"""),
+code("""
+rows, fitted_models = [], {}
 for source in ["pbm", "dbn"]:
     truth, log = logs[source]
-    batches = toy_session_batches(log, DOCS, 50_000)
+    batches = toy_session_batches(log, DOCS, 10_000)
     train, held_out = batches[:-1], batches[-1:]
     for model in ["pbm", "cascade", "dbn", "ubm"]:
-        fitted = fit_em(model, train, QUERIES * DOCS, DOCS, max_iterations=60)
+        fitted = fit_em(model, train, QUERIES * DOCS, DOCS, max_iterations=40)
+        fitted_models[source, model] = fitted
         metrics = evaluate(fitted.click_model, held_out)
-        rows.append((source, model, metrics["perplexity"], metrics["log_likelihood"]))
-for source, model, perplexity, ll in rows:
-    print(f"logs from {source:>4}, fitted {model:>7}: perplexity {perplexity:.4f}, log-likelihood {ll:.3f}")"""),
-("md", """The cascade model allows one click per session, so sessions with two clicks have probability 0 under it: its
-log-likelihood on these logs is minus infinity. Perplexity, computed rank by rank from marginal click probabilities,
-still ranks the models: the generating model (or UBM, which contains PBM) fits best."""),
-("code", """truth, log = logs["pbm"]
-fitted = fit_em("pbm", toy_session_batches(log, DOCS), QUERIES * DOCS, DOCS, max_iterations=500)
-exam = fitted.tables["examination"]
+        for rank, value in enumerate(metrics["perplexity_per_rank"], 1):
+            rows.append({"log": source, "model": model, "rank": rank, "perplexity": value})
+        print(f"logs from {source:>4}, fitted {model:>7}: perplexity {metrics['perplexity']:.4f}, "
+              f"log-likelihood {metrics['log_likelihood']:.3f}")
+import pandas as pd
+table = pd.DataFrame(rows)
+grid = sns.relplot(data=table, x="rank", y="perplexity", hue="model", col="log", kind="line", marker="o",
+                   height=3.5, aspect=1.2)
+grid.figure.suptitle("held-out perplexity per rank (lower is better)", y=1.03);
+"""),
+code("""
+held_out = toy_session_batches(logs["pbm"][1], DOCS, 10_000)[-1]
+p = np.asarray(fitted_models["pbm", "pbm"].click_model(held_out).click_probs())      # [10000, 10]
+c = np.asarray(held_out.clicks)
+per_rank = 2.0 ** -np.mean(c * np.log2(p) + (1 - c) * np.log2(1 - p), axis=0)
+assert np.isclose(per_rank.mean(), evaluate(fitted_models["pbm", "pbm"].click_model, [held_out])["perplexity"],
+                  rtol=1e-5)
+print("perplexity by hand:", per_rank.mean().round(5))
+"""),
+md(r"""
+The cascade model allows one click per session, so a session with two clicks has probability 0 under it: its
+log-likelihood on these logs is $-\infty$. Perplexity, computed rank by rank from marginal click probabilities,
+still ranks the models: the model that generated the log (or UBM, which contains PBM) fits best.
+
+## Fitting PBM by expectation-maximisation
+
+Examination and attraction are hidden; only their product is observed. EM alternates two steps. The **E-step**
+computes, for every shown document, the posterior of the hidden variables given its click. A click means both
+happened; without a click,
+
+$$P(E_k = 1 \mid C_k = 0) = \frac{\theta_k (1 - \alpha_d)}{1 - \theta_k\alpha_d}, \qquad
+P(A_d = 1 \mid C_k = 0) = \frac{(1 - \theta_k)\,\alpha_d}{1 - \theta_k\alpha_d}.$$
+
+The **M-step** sets $\theta_k$ to the mean posterior of $E_k$ over the sessions, and $\alpha_d$ to the mean
+posterior of $A_d$ over the impressions of $d$. At convergence one more EM step changes nothing: the fitted
+parameters are a fixed point of these equations, which you check in the next exercise.
+"""),
+code("""
+truth, log = logs["pbm"]
+fitted = fit_em("pbm", toy_session_batches(log, DOCS), QUERIES * DOCS, DOCS, max_iterations=150)
+theta_hat, alpha_hat = np.asarray(fitted.tables["examination"]), np.asarray(fitted.tables["attraction"])
 fig, ax = plt.subplots(figsize=(7, 4))
 ax.plot(range(1, DOCS + 1), truth["examination"] / truth["examination"][0], marker="o", label="true")
-ax.plot(range(1, DOCS + 1), exam / exam[0], marker="x", linestyle="--", label="EM estimate")
+ax.plot(range(1, DOCS + 1), theta_hat / theta_hat[0], marker="x", linestyle="--", label="EM estimate")
 ax.set(xlabel="rank", ylabel="examination (normalised at rank 1)", title="PBM examination recovered by EM")
-ax.legend();"""),
-], out / "01_position_bias_and_click_models.ipynb")
+ax.legend();
+"""),
+exercise("one EM update of the examination", r"""
+Apply the E-step and M-step above once to the fitted parameters `theta_hat` `[10]` and `alpha_hat` (indexed by
+`doc_index = log.query_id[:, None] * DOCS + log.doc_ids`, `[100000, 10]`) with the clicks `log.clicks`
+`[100000, 10]`, and give the updated examination $\theta'$ `[10]`. (Hint: the posterior of $E_k$ is 1 where there
+was a click.)
+""", """
+answer_N = None   # your code: theta' [10]
+""", """
+def solution():
+    doc_index = log.query_id[:, None] * DOCS + log.doc_ids
+    a = alpha_hat[doc_index]                                   # [N, 10] attraction of the shown documents
+    posterior = np.where(log.clicks, 1.0, theta_hat * (1 - a) / (1 - theta_hat * a))
+    return posterior.mean(axis=0)
+""", """
+assert answer_N is not None, "write your answer above"
+assert np.shape(answer_N) == (10,)
+assert np.allclose(answer_N, theta_hat, atol=2e-3), np.round(answer_N - theta_hat, 4)
+print("the fitted examination is a fixed point of the EM update:", np.round(answer_N, 3))
+"""),
+], r"""
+- A click model is a distribution over click vectors. PBM multiplies examination and attraction,
+  $P(C_k = 1) = \theta_k\alpha_{d_k}$. The cascade model stops at the first click. DBN goes on with $\gamma$, or
+  with $\gamma(1 - \sigma)$ after a click.
+- Enumerating the $2^K$ click vectors of a short ranking checks any click model: probabilities sum to one, and
+  marginals and sample frequencies agree.
+- The CTR falls with the rank even when the documents are shuffled: that is position bias.
+- Held-out log-likelihood and perplexity compare click models. The generating model fits best.
+- EM fits PBM from clicks alone, because shuffled rankings show each document at several ranks. Notebook 3 asks
+  when that is possible.
+""")
 
-notebook([
-("md", """# 2. From clicks to rankers
-
-We simulate biased clicks on the built-in synthetic dataset with a position-based model and train the same ranker
-three ways: treating clicks as labels (**naive**), reweighting clicks by inverse examination propensities
-(**IPS**), and learning propensities and ranker jointly (**DLA**). The full-information **skyline** is trained on
-the true labels."""),
-("code", """import tempfile
+# ---------------------------------------------------------------------------------------------------------------
+lesson("02_from_clicks_to_rankers", "2. From clicks to rankers", [
+    "show why clicks used as labels give a biased estimate, and correct it with inverse propensity scoring (IPS)",
+    "prove IPS unbiased by enumerating the click vectors",
+    "trade bias for variance with clipping",
+    "train naive, IPS and dual learning (DLA) rankers and compare them with a ranker trained on true labels",
+], [
+md(r"""
+A ranker learnt from clicks learns what users *clicked*, which mixes relevance with where documents were shown.
+We measure the bias of that naive approach, remove it with inverse propensity scoring (Joachims, Swaminathan and
+Schnabel, WSDM 2017), look at the variance it costs, and train rankers with both and with dual learning, which
+estimates the propensities while it learns (Ai et al., SIGIR 2018).
+"""),
+code("""
+import tempfile
 from pathlib import Path
-import matplotlib.pyplot as plt
+import jax, jax.numpy as jnp
+import numpy as np
 import pandas as pd
+import matplotlib.pyplot as plt
 import seaborn as sns
+from click_models import PBM, enumerate_click_vectors
 from simulators.datasets import synthetic_dataset
 from simulators.simulation import SimulationConfig, Simulator
 from ultr.training import TrainConfig, train
 
 sns.set_theme(style="whitegrid")
+"""),
+md(r"""
+## Naive clicks are biased
+
+Take a logged ranking of $K$ documents with relevance $r_d$ (here: the probability that an examined document is
+clicked) and PBM clicks, $\mathbb E[c_d] = \theta_{k(d)}\,r_d$. We want to know how good *another* ranking would
+be, $\Delta = \sum_d \lambda(d)\,r_d$, where $\lambda(d)$ is the weight the new ranking gives $d$ (for DCG,
+$1/\log_2(1 + \text{new rank})$). Using clicks as relevance gives
+
+$$\hat\Delta_{\text{naive}} = \sum_d \lambda(d)\,c_d, \qquad
+\mathbb E\big[\hat\Delta_{\text{naive}}\big] = \sum_d \lambda(d)\,\theta_{k(d)}\,r_d \neq \Delta:$$
+
+documents the logging policy showed low count less than their relevance. **IPS** divides each click by the
+probability that its rank was examined, the *propensity*:
+
+$$\hat\Delta_{\text{IPS}} = \sum_d \lambda(d)\,\frac{c_d}{\theta_{k(d)}}, \qquad
+\mathbb E\big[\hat\Delta_{\text{IPS}}\big] = \sum_d \lambda(d)\,\frac{\theta_{k(d)}\,r_d}{\theta_{k(d)}} = \Delta,$$
+
+as long as every $\theta_k > 0$. The proof uses only linearity of expectation, so we can check it exactly: sum the
+estimate over all $2^K$ click vectors, each weighted by its probability.
+"""),
+code("""
+K = 5
+relevance = jnp.array([0.2, 0.9, 0.1, 0.6, 0.4])        # r_d of the documents at logged ranks 1..5
+theta = 1.0 / jnp.arange(1, K + 1)                        # propensities theta_k
+new_rank = np.array([4, 1, 5, 2, 3])                      # where a new ranker would put each document
+weight = 1.0 / np.log2(1 + new_rank)                      # lambda(d): DCG weights of the new ranking
+vectors = enumerate_click_vectors(K)
+p = np.exp(np.asarray(PBM(attraction=relevance, examination=theta).log_prob(vectors)))
+true_value = float(weight @ relevance)
+expected_naive = float(p @ (vectors @ weight))
+expected_ips = float(p @ ((vectors / np.asarray(theta)) @ weight))
+assert np.isclose(expected_ips, true_value, rtol=1e-5) and not np.isclose(expected_naive, true_value, rtol=0.1)
+print(f"true DCG {true_value:.4f}; expected naive estimate {expected_naive:.4f}; expected IPS {expected_ips:.4f}")
+"""),
+md(r"""
+Unbiased does not mean accurate on a small log. We draw logs of $N$ sessions of this ranking, 300 times for each
+$N$, and plot the mean absolute error of both estimates. The naive error stops falling at its bias; the IPS error
+falls like $1/\sqrt N$.
+"""),
+code("""
+pbm = PBM(attraction=relevance, examination=theta)
+rows = []
+for n in [10, 30, 100, 300, 1_000, 3_000, 10_000]:
+    clicks = np.asarray(pbm.sample(jax.random.key(n), (300, n)), np.float32)    # [300 logs, n sessions, K]
+    mean_clicks = clicks.mean(axis=1)                                             # [300, K]
+    for name, estimate in [("naive", mean_clicks @ weight), ("IPS", (mean_clicks / np.asarray(theta)) @ weight)]:
+        rows.append({"sessions": n, "estimator": name, "mean absolute error": np.abs(estimate - true_value).mean()})
+errors = pd.DataFrame(rows)
+fig, ax = plt.subplots(figsize=(7, 4))
+sns.lineplot(data=errors, x="sessions", y="mean absolute error", hue="estimator", marker="o", ax=ax)
+ax.set(xscale="log", yscale="log", title="Error of the estimated DCG of a new ranking");
+"""),
+exercise("an IPS estimate", r"""
+One session clicked the documents at logged ranks 2 and 4: `c = np.array([0, 1, 0, 1, 0])`. Give its IPS estimate
+$\hat\Delta_{\text{IPS}}$ of the new ranking's DCG (use `theta` and `weight`).
+""", """
+c = np.array([0, 1, 0, 1, 0])
+answer_N = None   # your code: a float
+""", """
+def solution():
+    return float(np.sum(weight * c / np.asarray(theta)))
+""", """
+assert answer_N is not None, "write your answer above"
+assert np.isclose(answer_N, 1.0 * 2 / np.log2(2) + 1.0 * 4 / np.log2(3), rtol=1e-5), answer_N
+print("correct:", round(answer_N, 4))
+"""),
+md(r"""
+## Clipping: a little bias for much less variance
+
+A click at a rank with a small propensity counts $1/\theta_k$ times: with $\theta_{20} = 0.01$ one click weighs 100.
+**Clipping** caps the weight, $\min\{1/\theta_k,\, 1/\tau\}$ (Joachims et al., 2017). For ranks with
+$\theta_k < \tau$ the estimate is biased again, towards the naive one:
+
+$$\mathbb E\left[\frac{c_d}{\max\{\theta_k, \tau\}}\right] = \frac{\theta_k}{\max\{\theta_k, \tau\}}\;r_d.$$
+
+We compute the exact bias and the exact standard deviation of the clipped estimate from a small log of 10
+sessions, by enumeration, for a range of $\tau$ and a steeper position bias $\theta_k = k^{-2}$. The root mean
+squared error (RMSE) combines both: it is smallest at a moderate $\tau$, not at plain IPS ($\tau = 0$).
+"""),
+code("""
+theta_steep = 1.0 / jnp.arange(1, K + 1) ** 2
+p_steep = np.exp(np.asarray(PBM(attraction=relevance, examination=theta_steep).log_prob(vectors)))
+rows = []
+for tau in [0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0]:
+    per_session = (vectors / np.maximum(np.asarray(theta_steep), tau)) @ weight        # [32] one estimate per vector
+    mean = p_steep @ per_session
+    std_10 = np.sqrt(p_steep @ (per_session - mean) ** 2 / 10)
+    rows.append({"tau": tau, "bias": mean - true_value, "std. dev. (10 sessions)": std_10,
+                 "RMSE": np.sqrt((mean - true_value) ** 2 + std_10 ** 2)})
+clipping = pd.DataFrame(rows)
+assert abs(clipping.loc[0, "bias"]) < 1e-5                                  # tau = 0 is plain IPS: unbiased
+assert clipping["RMSE"].idxmin() not in (0, len(clipping) - 1)             # the best tau lies in between
+fig, ax = plt.subplots(figsize=(7, 4))
+for column in ["bias", "std. dev. (10 sessions)", "RMSE"]:
+    ax.plot(clipping["tau"], clipping[column].abs() if column == "bias" else clipping[column], marker="o",
+            label="|bias|" if column == "bias" else column)
+ax.set(xlabel="clipping threshold tau", ylabel="DCG units", title="Clipped IPS: bias against variance")
+ax.legend();
+clipping.round(4)
+"""),
+exercise("the bias of a clipped weight", r"""
+A document with $r_d = 0.6$ was shown at a rank with $\theta_k = 0.05$, and we clip at $\tau = 0.2$. What is the
+expected value of its clipped IPS label $c_d / \max\{\theta_k, \tau\}$? Compute it by summing over the two values
+of $c_d$.
+""", """
+answer_N = None   # your code: a float
+""", """
+def solution():
+    theta_k, tau, r = 0.05, 0.2, 0.6
+    p_click = theta_k * r
+    return p_click * (1 / max(theta_k, tau)) + (1 - p_click) * 0.0
+""", """
+assert answer_N is not None, "write your answer above"
+assert np.isclose(answer_N, 0.6 * 0.05 / 0.2), answer_N
+print(f"correct: {answer_N:.3f}, a quarter of the relevance 0.6")
+"""),
+md(r"""
+## Training rankers from clicks
+
+Now the same idea inside a loss. We simulate 100,000 sessions on a synthetic dataset (300 queries of 15
+documents, 8 features): a production ranker shows the top 10, clicks follow PBM with $\theta_k = \rho_k^\eta$ and
+$\eta = 2$. Each learner minimises a softmax cross-entropy in which every document's label is its click
+(**naive**), its click divided by the true propensity (**IPS**), or its true relevance (**skyline**: the
+full-information upper bound). **DLA** (dual learning) learns a propensity model $g$ together with the ranker $f$,
+each correcting the other's clicks:
+
+$$\mathcal L_f = -\sum_d \frac{c_d}{g_{k(d)} / g_1}\,\log \operatorname{softmax}(f(\mathbf x))_d, \qquad
+\mathcal L_g = -\sum_d \frac{c_d}{r_f(d) / r_f(d_1)}\,\log \operatorname{softmax}(g)_{k(d)},$$
+
+where $r_f$ is the ranker's softmax relevance. Both rest on the IPS identity and its mirror image,
+$\mathbb E[c_d/\theta_k] = r_d$ and $\mathbb E[c_d / r_d] = \theta_k$, which we check by enumeration first.
+"""),
+code("""
+marginal = p @ vectors                                              # [K] P(c_d = 1) = theta_k r_d
+assert np.allclose(marginal / np.asarray(theta), relevance, atol=1e-6)      # the ranker's weights
+assert np.allclose(marginal / np.asarray(relevance), theta, atol=1e-6)      # the propensity model's weights
+
 dataset = synthetic_dataset(num_queries=300, docs_per_query=15, num_features=8, seed=0)
 logs = Path(tempfile.mkdtemp()) / "logs"
 summary = Simulator(dataset, SimulationConfig(click_model="pbm", eta=2.0, production_fraction=0.05), seed=0).run(
     logs, 100_000, progress=False)
-print("CTR per rank:", [round(x, 3) for x in summary["ctr_per_rank"]])"""),
-("md", """With η = 2 the examination probability falls fast with the rank: clicks on low-ranked documents are rare
-whatever their relevance, which misleads the naive learner."""),
-("code", """results = []
-for learner in ["naive", "ips", "dla", "skyline"]:
+print("CTR per rank:", [round(x, 3) for x in summary["ctr_per_rank"]])
+"""),
+code("""
+results, curves = [], []
+for learner in ["naive", "ips", "skyline"]:
     config = TrainConfig(learner=learner, ranker="mlp", hidden=(32, 16), learning_rate=0.003, epochs=1,
-                         eval_every=100, patience=5,
-                         propensities="oracle" if learner == "ips" else None)  # IPS with the true examination
-    if learner == "dla":  # ULTRA's settings (Adagrad 0.05); the propensity model needs the whole pass
-        config = TrainConfig(learner="dla", ranker="mlp", hidden=(32, 16), optimizer="adagrad", learning_rate=0.05,
-                             learner_options={"max_weight": 1e9}, epochs=2, eval_every=100, patience=1000)
+                         eval_every=40, patience=1000, propensities="oracle" if learner == "ips" else None)
     result = train(logs, dataset, config, progress=False)
     results.append({"learner": learner, **{k: v for k, v in result.test.items() if k != "num_queries"}})
-    if result.propensities is not None:
-        print("DLA propensities:", [round(p, 2) for p in result.propensities])
-table = pd.DataFrame(results)
-table"""),
-("md", """IPS, which is given the true propensities, closes most of the gap to the skyline. DLA must learn them from
-the same clicks, and here it struggles: with 300 queries, a deterministic logging policy and 100,000 sessions, every
-document is always shown at the same rank. The ranker can then memorise each document's click rate, position effect
-included, and once it has, the propensity model sees a flat curve: both explanations fit the clicks equally well.
-
-DLA is a race. If the propensity model learns faster than the ranker can memorise, the position effect is explained
-by the propensities first and the ranker is left with relevance. `bias_learning_rate` gives the propensity model its
-own learning rate (here 20 times the ranker's):"""),
-("code", """import json
-examination = json.loads((logs / "simulation.json").read_text())["rank_parameters"]["examination"]
-truth = [round(e / examination[0], 2) for e in examination]
+    curves += [{"learner": learner, "step": h["step"], "validation nDCG@10": h["validation_ndcg@10"]}
+               for h in result.history]
 config = TrainConfig(learner="dla", ranker="mlp", hidden=(32, 16), optimizer="adagrad", learning_rate=0.05,
-                     bias_learning_rate=1.0, learner_options={"max_weight": 1e9}, epochs=2, eval_every=100,
+                     bias_learning_rate=1.0, learner_options={"max_weight": 1e9}, epochs=1, eval_every=40,
                      patience=1000)
 result = train(logs, dataset, config, progress=False)
-print("true propensities:", truth)
-print("DLA propensities: ", [round(p, 2) for p in result.propensities])
-results.append({"learner": "dla (fast propensities)", **{k: v for k, v in result.test.items() if k != "num_queries"}})
+results.append({"learner": "dla", **{k: v for k, v in result.test.items() if k != "num_queries"}})
+curves += [{"learner": "dla", "step": h["step"], "validation nDCG@10": h["validation_ndcg@10"]}
+           for h in result.history]
+print("DLA's propensities:", [round(x, 2) for x in result.propensities])
 table = pd.DataFrame(results)
-table"""),
-("md", """Randomised rankings (notebook 3) or many more queries make the propensities identifiable whatever the
-learning rates; `docs/learners.md` reports the measurements on MQ2008 and Yahoo."""),
-("code", """fig, ax = plt.subplots(figsize=(6, 4))
+fig, ax = plt.subplots(figsize=(7, 4))
+sns.lineplot(data=pd.DataFrame(curves), x="step", y="validation nDCG@10", hue="learner", ax=ax)
+ax.set(title="nDCG@10 over training");
+table[["learner", "ndcg@1", "ndcg@5", "ndcg@10"]].round(4)
+"""),
+code("""
+fig, ax = plt.subplots(figsize=(6, 4))
 sns.barplot(data=table, x="learner", y="ndcg@10", ax=ax)
-ax.tick_params(axis="x", rotation=20)
-ax.set(ylim=(table["ndcg@10"].min() - 0.05, 1.0), title="test nDCG@10");"""),
-], out / "02_from_clicks_to_rankers.ipynb")
+ax.set(ylim=(0, 1), title="test nDCG@10 after one pass over the log");
+"""),
+md(r"""
+Both corrections beat the naive ranker, and the skyline shows what full information would give. IPS pays for
+its large weights (up to $1/\theta_{10}$, about 50 here) in variance, which is what clipping trades away. DLA
+must learn the propensities from the same clicks. Here every document is always shown at the same rank (a deterministic
+production ranker), so a ranker could explain the clicks by memorising each document's CTR, position effect
+included. DLA is then a race, and `bias_learning_rate` (here 20 times the ranker's) lets the propensity model win
+it. Notebook 3 shows how randomised rankings make the propensities identifiable whatever the learning rates.
+"""),
+], r"""
+- Clicks used as labels estimate $\sum_d \lambda(d)\,\theta_{k(d)} r_d$, not $\sum_d \lambda(d)\,r_d$: documents
+  shown low are undervalued.
+- IPS divides each click by its propensity. It is unbiased whenever every propensity is positive, as enumeration
+  shows exactly, and its error falls like $1/\sqrt N$.
+- Clipping the weights at $1/\tau$ brings bias back for ranks with $\theta_k < \tau$, and removes most of the
+  variance.
+- In training, IPS with the true propensities and DLA both beat the naive ranker. DLA estimates the
+  propensities and the ranker together, through the identities $\mathbb E[c/\theta] = r$ and
+  $\mathbb E[c/r] = \theta$.
+""")
 
-notebook([
-("md", """# 3. Estimating propensities with interventions
+# ---------------------------------------------------------------------------------------------------------------
+lesson("03_estimating_propensities", "3. Estimating propensities", [
+    "explain why the CTR per rank confounds position and relevance",
+    "estimate propensities from interventions (RandTop-k, swaps) and by intervention harvesting",
+    "fit PBM by EM to a log and read its bootstrap intervals",
+    "recognise a log from which position bias cannot be learned, with the rank-graph diagnostic",
+], [
+md(r"""
+IPS needs the propensities $\theta_k$. In a log, the CTR at rank $k$ is
 
-Without interventions, relevance and rank are confounded: the click-through rate per rank mixes both. Randomising
-the shown ranking breaks the confound. We compare naive CTR with RandTop-k and swap interventions and with
-intervention harvesting from several logging policies."""),
-("code", """import tempfile
+$$\mathrm{CTR}_k = \theta_k\;\mathbb E[\alpha_d \mid d \text{ shown at } k],$$
+
+so a good ranker, which puts attractive documents high, makes the fall of the CTR look steeper than the position
+bias is. To separate the two factors, the same documents must be seen at different ranks. That happens through
+**interventions** (randomising what is shown), through **harvesting** (several logging policies that rank the
+same documents differently), or through a click model fitted by **EM**. When nothing moves, nothing can be learned.
+"""),
+code("""
+import tempfile
 from pathlib import Path
-import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
+import matplotlib.pyplot as plt
 import seaborn as sns
+from click_models import rank_graph_of_log, read_click_log
 from simulators.datasets import synthetic_dataset
 from simulators.simulation import SimulationConfig, Simulator
 from ultr.propensity import estimate, true_examination
@@ -150,42 +607,574 @@ sns.set_theme(style="whitegrid")
 dataset = synthetic_dataset(num_queries=300, docs_per_query=15, num_features=8, seed=0)
 root = Path(tempfile.mkdtemp())
 configs = {
-    "plain": SimulationConfig(),
+    "plain": SimulationConfig(production_fraction=0.2),      # a production ranker trained on 20% of the queries
     "randtopk": SimulationConfig(intervention="randtopk"),
     "swap": SimulationConfig(intervention="swap", intervention_rate=0.5),
     "harvest": SimulationConfig(policies=("production", "production", "production", "production")),
+    "stochastic": SimulationConfig(policies=("plackett-luce",)),
 }
 for name, config in configs.items():
-    Simulator(dataset, config, seed=0).run(root / name, 200_000, progress=False)"""),
-("code", """estimates = {
-    "ctr": estimate(root / "plain", "ctr", bootstrap=50),
-    "randtopk": estimate(root / "randtopk", "randtopk", bootstrap=50),
-    "swap": estimate(root / "swap", "swap", bootstrap=50),
-    "pivot": estimate(root / "harvest", "pivot", bootstrap=20),
-}
+    Simulator(dataset, config, seed=0).run(root / name, 60_000, progress=False)
 truth = true_examination(root / "plain")
-for name, result in estimates.items():
-    print(f"{name:>8}: max error {np.nanmax(np.abs(result.examination - truth)):.3f}")"""),
-("code", """ranks = np.arange(1, 11)
+print("true examination (normalised at rank 1):", np.round(truth, 3))
+"""),
+md(r"""
+## Interventions
+
+**RandTop-k** (Joachims et al., WSDM 2017) shuffles the top $k$ results of some sessions. In those sessions every
+rank gets the same documents on average, so $\mathbb E[\alpha_d \mid k]$ is the same at each rank and
+
+$$\frac{\mathrm{CTR}_k}{\mathrm{CTR}_1} = \frac{\theta_k}{\theta_1}.$$
+
+A **swap** intervention exchanges the result at rank 1 with the one at rank $k$, so that the documents usually
+shown at rank 1 are seen at $k$ too. Comparing their click rates at both ranks gives $\theta_k / \theta_1$ at the
+cost of fewer disturbed rankings.
+
+The next cell checks the RandTop-k equation on the log directly: among the shuffled sessions, the click rate per
+rank divided by that at rank 1 matches the true examination.
+"""),
+code("""
+log = read_click_log(root / "randtopk")
+shuffled = log.intervention > 0                      # the sessions whose top 10 were shuffled
+ctr = log.clicks[shuffled].mean(axis=0)
+print("CTR ratio in shuffled sessions:", np.round(ctr / ctr[0], 3))
+assert np.abs(ctr / ctr[0] - truth).max() < 0.05
+plain = read_click_log(root / "plain").clicks.mean(axis=0)
 fig, ax = plt.subplots(figsize=(7, 4))
-ax.plot(ranks, truth, color="black", linewidth=2, label="true")
+ax.plot(np.arange(1, 11), truth, color="black", linewidth=2.5, label="true examination")
+ax.plot(np.arange(1, 11), ctr / ctr[0], marker="o", label="CTR ratio, shuffled sessions")
+ax.plot(np.arange(1, 11), plain / plain[0], marker="x", label="CTR ratio, production ranking")
+ax.set(xlabel="rank", ylabel="normalised at rank 1", title="Randomisation removes the confound")
+ax.legend();
+"""),
+exercise("the naive CTR curve", r"""
+Compute the naive estimate from the plain log (no intervention): the CTR per rank divided by the CTR at rank 1, an
+array `[10]`. Use `read_click_log(root / "plain").clicks` (bool `[sessions, 10]`). Is it above or below the truth
+at the low ranks, and why?
+""", """
+answer_N = None   # your code: an array [10]
+""", """
+def solution():
+    clicks = read_click_log(root / "plain").clicks
+    ctr = clicks.mean(axis=0)
+    return ctr / ctr[0]
+""", """
+assert answer_N is not None, "write your answer above"
+clicks = read_click_log(root / "plain").clicks
+assert np.allclose(answer_N, clicks.mean(0) / clicks.mean(0)[0], atol=1e-6)
+assert (answer_N[5:] < truth[5:]).all()
+print("naive:", np.round(answer_N, 3))
+print("below the truth at every low rank: the production ranker puts its least attractive documents there")
+"""),
+md(r"""
+## Intervention harvesting and EM
+
+**Harvesting** (Agarwal et al., WSDM 2019; Fang et al., SIGIR 2019) needs no intervention, only several logging
+policies. If document $d$ was shown at ranks $k$ and $k'$ by different policies, its click rates there estimate
+$\theta_k / \theta_{k'}$. The `pivot` estimator compares every rank with rank 1. Our log draws each session's
+policy from four production rankers, each trained on a different 5% sample of the queries.
+
+**EM** fits PBM to the log as in notebook 1, here to the log with a stochastic (Plackett-Luce) logging policy.
+
+The counting estimators report 95% percentile bootstrap intervals: we resample the log's sessions (or its
+documents) and estimate again. EM reports none.
+"""),
+code("""
+estimates = {
+    "ctr (naive)": estimate(root / "plain", "ctr", bootstrap=30),
+    "randtopk": estimate(root / "randtopk", "randtopk", bootstrap=30),
+    "swap": estimate(root / "swap", "swap", bootstrap=30),
+    "pivot": estimate(root / "harvest", "pivot", bootstrap=20),
+    "em": estimate(root / "stochastic", "em", bootstrap=0),
+}
+ranks = np.arange(1, 11)
+fig, ax = plt.subplots(figsize=(8, 4.5))
+ax.plot(ranks, truth, color="black", linewidth=2.5, label="true")
 for name, result in estimates.items():
     ax.plot(ranks, result.examination, marker="o", label=name)
-    ax.fill_between(ranks, result.ci_low, result.ci_high, alpha=0.15)
-ax.set(xlabel="rank", ylabel="examination (normalised at rank 1)", title="propensity estimates with 95% intervals")
-ax.legend();"""),
-], out / "03_estimating_propensities.ipynb")
+    if result.ci_low is not None:
+        ax.fill_between(ranks, result.ci_low, result.ci_high, alpha=0.15)
+ax.set(xlabel="rank", ylabel="examination (normalised at rank 1)", title="Propensity estimates with 95% intervals")
+ax.legend();
+for name, result in estimates.items():
+    print(f"{name:>12}: max error {np.nanmax(np.abs(result.examination - truth)):.3f}")
+"""),
+md(r"""
+## When nothing can be learned
 
-notebook([
-("md", """# 4. Two-stage ranking from clicks
+Draw a graph whose nodes are the ranks, with an edge between two ranks whenever some document was shown at both.
+Position bias can be compared only between ranks of one connected component (Hager et al., ICTIR 2025): between
+components, "shown lower" and "less attractive" explain the clicks equally well. The plain log shows every document
+of a query at one rank, so the graph has no edge at all. `rank_graph_of_log` reports the components, and every
+estimator that needs documents at several ranks refuses such a log.
+"""),
+code("""
+rows = []
+for name in ["plain", "randtopk", "swap", "harvest", "stochastic"]:
+    graph = rank_graph_of_log(root / name)
+    rows.append({"log": name, "components": len(graph.components), "identifiable": graph.connected,
+                 "documents at several ranks": round(graph.share_multi_rank, 3)})
+graphs = pd.DataFrame(rows)
+print(rank_graph_of_log(root / "plain").warning())
+fig, ax = plt.subplots(figsize=(7, 3.5))
+sns.barplot(data=graphs, x="log", y="documents at several ranks", ax=ax)
+ax.set(ylim=(0, 1), title="Share of documents seen at more than one rank");
+graphs
+"""),
+code("""
+try:
+    estimate(root / "plain", "pivot", bootstrap=0)
+except Exception as error:                    # the estimator refuses, with the reason
+    print(type(error).__name__, ":", error)
+"""),
+exercise("components of a rank graph", r"""
+A small log shows document A at ranks 1 and 2, B at ranks 2 and 3, C only at rank 4, and D at ranks 4 and 5.
+Give the connected components of its rank graph as a list of sets of ranks, for example `[{1}, {2, 3}]`.
+Between which ranks can the examination ratio be estimated?
+""", """
+answer_N = None   # your code: a list of sets of ranks
+""", """
+def solution():
+    return [{1, 2, 3}, {4, 5}]   # A links 1-2, B links 2-3, D links 4-5; nothing links 3 with 4
+""", """
+assert answer_N is not None, "write your answer above"
+assert sorted(map(sorted, answer_N)) == [[1, 2, 3], [4, 5]], answer_N
+print("correct: theta_2/theta_1, theta_3/theta_1 and theta_5/theta_4 are identifiable, theta_4/theta_1 is not")
+"""),
+], r"""
+- The CTR per rank is examination times the attraction of what is shown there. A good logging ranker makes the
+  naive curve too steep.
+- RandTop-k and swap interventions move documents between ranks on purpose. Harvesting uses the differences
+  between several logging policies, and EM fits PBM to a stochastic log. All of them recover the truth within
+  their bootstrap intervals.
+- Position bias is identifiable only between ranks that some document links, as the rank graph shows. The
+  diagnostic names the components, and the estimators refuse a log without links rather than return a guess.
+""")
 
-Real systems rank in two stages: a cheap **candidate generator** narrows the query's whole pool to `K2`
-candidates, and a **ranker** orders them and shows the top `K`. Both can be learnt from clicks
-(Gupta, Liao and de Rijke, ICTIR 2025). Here we log clicks from a stochastic two-stage pipeline, compute
-each document's **joint exposure** (its expected examination over both stages), check that the two-stage IPS
-estimate is unbiased, compare the variance of two policy gradients for the candidate generator, and train
-the pipeline."""),
-("code", """import itertools, tempfile
+
+# ---------------------------------------------------------------------------------------------------------------
+lesson("04_trust_bias_and_click_noise", "4. Trust bias and click noise", [
+    "write down the trust-bias click model and see why users click non-relevant documents at the top",
+    "show that IPS stays biased under trust bias, and that the affine correction is unbiased",
+    "estimate examination and trust parameters from a log",
+    "train naive, IPS and affine rankers on a trust-biased log and compare them",
+], [
+md(r"""
+Users trust the ranking: a document shown at the top looks relevant, so users click it even when it is not (Joachims
+et al., SIGIR 2005). Position bias *scales* clicks and IPS undoes it. Trust bias also *adds* clicks on non-relevant
+documents, a different amount at each rank, and no reweighting undoes an addition. The affine correction of
+Vardasbi et al. (SIGIR 2020) does.
+"""),
+code("""
+import tempfile, json
+from pathlib import Path
+import jax, jax.numpy as jnp
+import numpy as np
+import pandas as pd
+import matplotlib.pyplot as plt
+import seaborn as sns
+from click_models import TrustBias, enumerate_click_vectors
+from simulators.datasets import synthetic_dataset
+from simulators.simulation import SimulationConfig, Simulator
+from ultr.propensity import estimate
+from ultr.training import TrainConfig, train
+
+sns.set_theme(style="whitegrid")
+"""),
+md(r"""
+## The trust-bias model
+
+A document $d$ is relevant ($R_d = 1$) or not. At rank $k$ the user examines with probability $\theta_k$, and then
+clicks a relevant document with probability $\epsilon^+_k$ and a non-relevant one with probability $\epsilon^-_k$
+(Agarwal et al., WWW 2019):
+
+$$P(C_k = 1 \mid R_d) = \theta_k\left(\epsilon^+_k R_d + \epsilon^-_k (1 - R_d)\right) = \alpha_k R_d + \beta_k,
+\qquad \alpha_k = \theta_k(\epsilon^+_k - \epsilon^-_k),\quad \beta_k = \theta_k\epsilon^-_k.$$
+
+The click probability is an *affine* function of relevance. We check it by enumerating the click vectors of a
+ranking of five documents, two of them relevant.
+"""),
+code("""
+K = 5
+theta = jnp.array([1.0, 0.7, 0.5, 0.35, 0.25])
+eps_pos = jnp.array([1.0, 0.95, 0.9, 0.85, 0.8])
+eps_neg = jnp.array([0.4, 0.25, 0.15, 0.1, 0.05])
+R = jnp.array([0.0, 1.0, 0.0, 1.0, 0.0])
+model = TrustBias(examination=theta, epsilon_pos=eps_pos, epsilon_neg=eps_neg, relevance=R)
+vectors = enumerate_click_vectors(K)
+p = np.exp(np.asarray(model.log_prob(vectors)))
+alpha_k, beta_k = theta * (eps_pos - eps_neg), theta * eps_neg
+assert np.isclose(p.sum(), 1.0, atol=1e-6)
+assert np.allclose(p @ vectors, alpha_k * R + beta_k, atol=1e-6)
+print("P(C_k = 1):", np.round(p @ vectors, 4))
+"""),
+md(r"""
+Below: the CTR per rank of relevant and of non-relevant documents, sampled from the model over ten ranks. A
+non-relevant document at rank 1 is clicked more often than a relevant one at rank 7.
+"""),
+code("""
+ranks = np.arange(1, 11)
+theta10 = 1.0 / ranks
+eps_pos10, eps_neg10 = np.linspace(1.0, 0.8, 10), np.linspace(0.35, 0.05, 10)
+rows = []
+for relevant in [1.0, 0.0]:
+    clicks = TrustBias(examination=theta10, epsilon_pos=eps_pos10, epsilon_neg=eps_neg10,
+                       relevance=np.full(10, relevant)).sample(jax.random.key(int(relevant)), (50_000,))
+    for k, ctr in zip(ranks, np.asarray(clicks).mean(0)):
+        rows.append({"rank": k, "CTR": ctr, "document": "relevant" if relevant else "not relevant"})
+fig, ax = plt.subplots(figsize=(7, 4))
+sns.lineplot(data=pd.DataFrame(rows), x="rank", y="CTR", hue="document", marker="o", ax=ax)
+ax.set(title="Clicks by rank and relevance under trust bias");
+"""),
+exercise("the affine parameters", r"""
+For the ten-rank model of the plot (`theta10`, `eps_pos10`, `eps_neg10`), compute $\alpha_k$ and $\beta_k$. Give
+them as a pair of arrays `(alpha, beta)`, each `[10]`.
+""", """
+answer_N = None   # your code: (alpha [10], beta [10])
+""", """
+def solution():
+    return theta10 * (eps_pos10 - eps_neg10), theta10 * eps_neg10
+""", """
+assert answer_N is not None, "write your answer above"
+alpha, beta = answer_N
+click_relevant = TrustBias(examination=theta10, epsilon_pos=eps_pos10, epsilon_neg=eps_neg10,
+                           relevance=np.ones(10)).click_probs()
+click_not = TrustBias(examination=theta10, epsilon_pos=eps_pos10, epsilon_neg=eps_neg10,
+                      relevance=np.zeros(10)).click_probs()
+assert np.allclose(beta, click_not, atol=1e-6) and np.allclose(alpha + beta, click_relevant, atol=1e-6)
+print("alpha:", np.round(alpha, 3)); print("beta: ", np.round(beta, 3))
+"""),
+md(r"""
+## IPS is not enough; the affine correction is
+
+Dividing by the examination removes the scale but not the offset:
+
+$$\mathbb E\left[\frac{c_d}{\theta_k}\right] = \epsilon^-_k + (\epsilon^+_k - \epsilon^-_k)\,R_d \neq R_d.$$
+
+A non-relevant document gets the label $\epsilon^-_k$, larger near the top, and a relevant one less than 1. The
+affine correction subtracts the offset before it divides:
+
+$$\hat R_d = \frac{c_d - \beta_k}{\alpha_k}, \qquad
+\mathbb E\big[\hat R_d\big] = \frac{\alpha_k R_d + \beta_k - \beta_k}{\alpha_k} = R_d.$$
+
+Checked by enumeration: the expected IPS labels depend on the rank, the expected affine labels are exactly $R$.
+"""),
+code("""
+expected_ips = p @ (vectors / np.asarray(theta))
+expected_affine = p @ ((vectors - np.asarray(beta_k)) / np.asarray(alpha_k))
+assert np.allclose(expected_affine, R, atol=1e-5) and not np.allclose(expected_ips, R, atol=0.05)
+print("R:                  ", np.asarray(R))
+print("expected IPS label: ", np.round(expected_ips, 3))
+print("expected affine:    ", np.round(expected_affine, 3))
+rows = []
+for relevant in [0.0, 1.0]:
+    for k in range(10):
+        q = theta10[k] * (eps_pos10[k] * relevant + eps_neg10[k] * (1 - relevant))    # P(click)
+        a, b = theta10[k] * (eps_pos10[k] - eps_neg10[k]), theta10[k] * eps_neg10[k]
+        rows.append({"rank": k + 1, "R": int(relevant), "correction": "IPS", "expected label": q / theta10[k]})
+        rows.append({"rank": k + 1, "R": int(relevant), "correction": "affine", "expected label": (q - b) / a})
+labels = pd.DataFrame(rows)
+grid = sns.relplot(data=labels, x="rank", y="expected label", hue="correction", col="R", kind="line", marker="o",
+                   height=3.3, aspect=1.2)
+grid.figure.suptitle("Expected corrected label of a document by rank", y=1.03);
+"""),
+exercise("labels IPS gets wrong", r"""
+With the ten-rank model, what is the expected IPS label $\mathbb E[c_d/\theta_k]$ of a *non-relevant* document at
+rank 1, and of a *relevant* document at rank 10? Give the pair `(at_rank_1, at_rank_10)`. Which of the two would
+an IPS-trained ranker prefer, and which should it prefer?
+""", """
+answer_N = None   # your code: (float, float)
+""", """
+def solution():
+    return eps_neg10[0], eps_pos10[9]        # E[c/theta] = eps- for R = 0 and eps+ for R = 1
+""", """
+assert answer_N is not None, "write your answer above"
+assert np.allclose(answer_N, labels.query("correction == 'IPS' and ((R == 0 and rank == 1) or (R == 1 and rank == 10))")
+                   .sort_values("rank")["expected label"].to_numpy(), atol=1e-6), answer_N
+print(f"non-relevant at rank 1: {answer_N[0]:.2f}; relevant at rank 10: {answer_N[1]:.2f}.",
+      "Both are off: labels the ranker learns from depend on where the logging policy put the documents.")
+"""),
+md(r"""
+## Estimating the trust parameters from a log
+
+The correction needs $\theta_k$, $\epsilon^+_k$ and $\epsilon^-_k$. When documents are shown at several ranks,
+each (query, document) pair is a two-class mixture (relevant or not), and EM over the documents recovers the click
+probabilities $a_k = \theta_k\epsilon^+_k$ and $b_k = \theta_k\epsilon^-_k$ (Agarwal et al., WWW 2019; the
+`trust-bias` estimator). We simulate 100,000 sessions with trust bias on a synthetic dataset, with a stochastic
+(Plackett-Luce) logging policy, so that documents move between ranks.
+"""),
+code("""
+dataset = synthetic_dataset(num_queries=300, docs_per_query=15, num_features=8, seed=0)
+logs = Path(tempfile.mkdtemp()) / "logs"
+config = SimulationConfig(click_model="trust_bias", policies=("plackett-luce",), production_fraction=0.05)
+Simulator(dataset, config, seed=0).run(logs, 100_000, progress=False)
+truth = json.loads((logs / "simulation.json").read_text())["rank_parameters"]
+true_a = np.array(truth["examination"]) * np.array(truth["epsilon_pos"])
+true_b = np.array(truth["examination"]) * np.array(truth["epsilon_neg"])
+estimated = estimate(logs, "trust-bias", bootstrap=10)
+a, b = np.asarray(estimated.extra["click_if_relevant"]), np.asarray(estimated.extra["click_if_irrelevant"])
+fig, ax = plt.subplots(figsize=(7, 4))
+ax.plot(ranks, true_a, color="black", label="true a = theta eps+")
+ax.plot(ranks, a, marker="o", linestyle="--", label="estimated a")
+ax.plot(ranks, true_b, color="grey", label="true b = theta eps-")
+ax.plot(ranks, b, marker="x", linestyle="--", label="estimated b")
+ax.set(xlabel="rank", ylabel="click probability", title="Trust-bias parameters estimated by EM")
+ax.legend();
+print("max error of a:", np.abs(a - true_a).max().round(3), " of b:", np.abs(b - true_b).max().round(3))
+"""),
+md(r"""
+The estimates follow the shape of the truth but miss it by more than noise. The reason is the model, not the
+data: in this simulation relevance is graded. A document of grade $y$ is relevant with probability
+$(2^y - 1)/(2^{4} - 1)$ in each session (with a floor of 0.1), while the mixture assumes that each document is
+either always relevant or never. "True $a$" is the click probability of a perfectly relevant document, which few
+documents are. A misspecified estimator is biased, and more sessions would not remove that bias.
+"""),
+md(r"""
+## Training with and without the correction
+
+The same ranker is trained with different labels: the click (**naive**), the click over the true examination
+(**IPS**), and the affine label, with the true $\theta$, $\epsilon^+$, $\epsilon^-$ (**affine**) or with the
+estimates above (**affine (estimated)**). The logging policy
+here is a production ranker that shows each query's documents in a fixed order: where it is wrong, trust bias keeps
+its wrong choices clicked.
+"""),
+code("""
+deterministic = Path(tempfile.mkdtemp()) / "logs"
+Simulator(dataset, SimulationConfig(click_model="trust_bias", production_fraction=0.05), seed=0).run(
+    deterministic, 60_000, progress=False)
+estimated_file = Path(tempfile.mkdtemp()) / "trust.json"       # the estimate above, as `ultr propensity` writes it
+estimated_file.write_text(json.dumps(estimated.to_json()))
+results = []
+for learner in ["naive", "ips", "affine", "affine (estimated)", "skyline"]:
+    source = {"ips": "oracle", "affine": "oracle", "affine (estimated)": str(estimated_file)}.get(learner)
+    config = TrainConfig(learner=learner.split()[0], ranker="mlp", hidden=(32, 16), learning_rate=0.003, epochs=1,
+                         eval_every=100, patience=1000, propensities=source)
+    result = train(deterministic, dataset, config, progress=False)
+    results.append({"learner": learner, **{k: v for k, v in result.test.items() if k != "num_queries"}})
+table = pd.DataFrame(results)
+fig, ax = plt.subplots(figsize=(6, 4))
+sns.barplot(data=table, x="learner", y="ndcg@10", ax=ax)
+ax.tick_params(axis="x", rotation=20)
+ax.set(ylim=(0, 1), title="test nDCG@10 on a trust-biased log");
+table[["learner", "ndcg@1", "ndcg@5", "ndcg@10"]].round(4)
+"""),
+], r"""
+- Under trust bias the click probability is affine in relevance, $\alpha_k R + \beta_k$: the ranking adds clicks
+  as well as scaling them.
+- IPS removes the scale $\theta_k$ but keeps the offset $\epsilon^-_k$, so its labels still depend on the rank. The
+  affine correction $(c - \beta_k)/\alpha_k$ is unbiased, as enumeration shows.
+- The trust parameters can be estimated by EM over documents shown at several ranks.
+- On a trust-biased log the affine learner, whose labels are unbiased whatever the logging policy did, ranks
+  better than naive and IPS. With estimated parameters it is only as good as the estimate.
+""")
+
+# ---------------------------------------------------------------------------------------------------------------
+lesson("05_real_logs", "5. Real logs: Baidu-ULTR", [
+    "read a log in the raw Baidu-ULTR format and convert it to ultr's click-log format",
+    "describe a real log: positions with gaps, clicks per session, CTR per rank",
+    "choose between click models and propensity estimates without ground truth",
+    "evaluate rankings on expert annotations with nDCG",
+], [
+md(r"""
+Everything so far had a ground truth: the simulator knew the examination probabilities and the relevance. A real
+log has neither. Baidu-ULTR (Zou et al., NeurIPS 2022) is the one large public log of real search clicks with
+expert relevance annotations. Its 1.2 billion sessions do not fit a lab, so we generate a small log in *exactly*
+its raw format (placeholders and the "what other people searched" box included), convert it as we would the real
+one, and use the real annotation sample in `../shared/data/baidu-ultr/` (9 queries, 500 judged documents) to
+evaluate. The questions change: which click model and which propensity estimate can we trust when nothing can be
+compared with the truth?
+"""),
+code("""
+import gzip, tempfile
+from pathlib import Path
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import matplotlib.pyplot as plt
+import seaborn as sns
+import simulators
+from click_models import fit_log, rank_graph_of_log, read_click_log
+from simulators.baidu_convert import convert
+from simulators.baidu_synthetic import EXAMINATION, write_partitions
+from simulators.lexical import FEATURE_NAMES
+from ultr.metrics import evaluate_rankings
+from ultr.propensity import estimate
+
+sns.set_theme(style="whitegrid")
+root = Path(tempfile.mkdtemp())
+write_partitions(root / "raw", num_partitions=2, sessions_per_partition=3_000, seed=0)
+with gzip.open(root / "raw" / "part-00000.gz", "rt") as handle:
+    for line in [next(handle) for _ in range(3)]:
+        print(repr(line[:110]))
+"""),
+md(r"""
+A query line holds the query id and its tokens; each result line has 32 tab-separated fields: the position, the
+url's md5, the title and abstract tokens, the media type, the click, dwell and display times and more. The
+annotation sample has the same token ids. If `../shared/data` is absent we fall back to annotations made from the
+generated log, so the notebook runs anywhere.
+"""),
+code("""
+shared = Path(simulators.__file__).resolve().parents[2] / "shared" / "data" / "baidu-ultr" / "annotation-sample.txt"
+annotations = shared if shared.exists() else None
+summary = convert(root / "raw", root / "baidu", annotations=annotations, workers=1)
+print(summary["total"])
+log = read_click_log(root / "baidu" / "logs")
+print("sessions:", len(log.clicks), " list size:", log.clicks.shape[1])
+"""),
+md(r"""
+## What a real log looks like
+
+Placeholder results are dropped, and the others keep their positions, so a session can have gaps. Real logs
+also have many sessions without any click.
+"""),
+code("""
+shown = log.mask & log.row_valid[:, None]
+ctr = (log.clicks & shown).sum(0) / np.maximum(shown.sum(0), 1)
+keep = shown.sum(0) > 200                                     # ranks shown often enough to plot
+fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+axes[0].bar(np.arange(1, len(ctr) + 1)[keep], ctr[keep])
+axes[0].set(xlabel="position", ylabel="CTR", title="CTR per position")
+clicks_per_session = (log.clicks & shown).sum(1)[log.row_valid]
+sns.histplot(clicks_per_session, discrete=True, ax=axes[1])
+axes[1].set(xlabel="clicks in the session", ylabel="sessions", title="Clicks per session");
+"""),
+exercise("sessions without a click", r"""
+What share of the converted log's sessions has no click at all? Answer from `log` (the arrays `clicks`, `mask`
+and `row_valid`), as a float between 0 and 1.
+""", """
+answer_N = None   # your code: a float
+""", """
+def solution():
+    return float(np.mean(~(log.clicks & log.mask).any(axis=1)[log.row_valid]))
+""", """
+assert answer_N is not None, "write your answer above"
+parts = sorted((root / "baidu" / "logs").glob("*.parquet"))           # the same answer straight from the files
+per_session = [not any(c) for part in parts for c in pq.read_table(part, columns=["clicks"])["clicks"].to_pylist()]
+assert np.isclose(answer_N, np.mean(per_session)), answer_N
+print(f"correct: {answer_N:.1%} of the sessions have no click")
+"""),
+md(r"""
+## Propensities without ground truth
+
+The generated log shows each query's results in a random order, as a randomised experiment would. There every
+position gets the same documents on average, the CTR ratio estimates the examination, and EM fits the same:
+
+$$\frac{\mathrm{CTR}_k}{\mathrm{CTR}_1} = \frac{\theta_k\,\mathbb E[\alpha_d]}{\theta_1\,\mathbb E[\alpha_d]}
+= \frac{\theta_k}{\theta_1}.$$
+
+We can compare them with the generator's examination *only because this log is generated*; on the real log that line
+does not exist. What remains are internal checks: is position bias identifiable (the rank graph), and do the
+estimates agree with each other (within the CTR estimate's bootstrap interval)?
+"""),
+code("""
+graph = rank_graph_of_log(root / "baidu" / "logs")
+print("identifiable:", graph.connected, "| share of documents at several positions:", round(graph.share_multi_rank, 3))
+ctr_estimate = estimate(root / "baidu" / "logs", "ctr", bootstrap=20)
+em_estimate = estimate(root / "baidu" / "logs", "em", bootstrap=0)
+ranks = np.arange(1, 11)
+fig, ax = plt.subplots(figsize=(7, 4))
+ax.plot(ranks, EXAMINATION[:10], color="black", linewidth=2.5, label="generator (unknown in a real log)")
+for name, result in [("ctr", ctr_estimate), ("em", em_estimate)]:
+    ax.plot(ranks, result.examination[:10], marker="o", label=name)
+    if result.ci_low is not None:
+        ax.fill_between(ranks, result.ci_low[:10], result.ci_high[:10], alpha=0.2)
+ax.set(xlabel="position", ylabel="examination (normalised at position 1)", title="Propensity estimates, 95% intervals")
+ax.legend();
+"""),
+md(r"""
+Without ground truth, click models are compared by how well they predict held-out sessions $s = 1..N$, with the
+log-likelihood and perplexity of notebook 1 (`fit_log` holds out 10% of the sessions):
+
+$$\mathcal L = \frac{1}{N}\sum_{s}\log P\big(\mathbf c^{(s)}\big), \qquad
+\mathrm{PPL} = \frac{1}{K}\sum_{k} 2^{-\frac{1}{N}\sum_{s}\left(c^{(s)}_k\log_2 p^{(s)}_k
++ (1 - c^{(s)}_k)\log_2(1 - p^{(s)}_k)\right)}.$$
+"""),
+code("""
+rows = []
+for model in ["pbm", "cascade", "dbn", "ubm"]:
+    fitted = fit_log(root / "baidu" / "logs", model, method="em", max_iterations=30)
+    rows.append({"model": model, "held-out perplexity": fitted.metrics["perplexity"],
+                 "held-out log-likelihood": fitted.metrics["held_out_log_likelihood"]})
+pd.DataFrame(rows).round(4)
+"""),
+md(r"""
+## Evaluating on expert annotations
+
+Annotators graded documents from 0 (bad) to 4 (fixed). A ranking of a query's judged documents is scored by
+$$\mathrm{DCG@}k = \sum_{i=1}^{k} \frac{2^{y_i} - 1}{\log_2(i + 1)}, \qquad
+\mathrm{nDCG@}k = \frac{\mathrm{DCG@}k}{\mathrm{DCG@}k \text{ of the ideal ranking}},$$
+where $y_i$ is the grade at rank $i$. The lexical features computed during the conversion (BM25, TF-IDF, query
+likelihood, ...) are rankers without any learning. How good is each one on the annotated queries?
+"""),
+code("""
+judged = pq.read_table(root / "baidu" / "annotations.parquet").to_pandas()
+features = np.stack(judged["features"].to_numpy())                    # [documents, 12]
+queries = judged["query_id"].to_numpy()
+labels_by_query = [judged["label"].to_numpy()[queries == q] for q in np.unique(queries)]
+L = max(len(x) for x in labels_by_query)
+def padded(values_by_query):
+    out = np.zeros((len(values_by_query), L), np.float32)
+    for i, v in enumerate(values_by_query):
+        out[i, :len(v)] = v
+    return out
+labels = padded(labels_by_query)
+mask = padded([np.ones(len(x)) for x in labels_by_query]).astype(bool)
+rows = []
+for j, name in enumerate(FEATURE_NAMES):
+    scores = padded([features[queries == q, j] for q in np.unique(queries)])
+    rows.append({"feature": name, "ndcg@10": evaluate_rankings(scores, labels, mask, metrics=("ndcg@10",))["ndcg@10"]})
+by_feature = pd.DataFrame(rows).sort_values("ndcg@10", ascending=False)
+fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+sns.countplot(x=judged["label"], ax=axes[0])
+axes[0].set(xlabel="grade", ylabel="documents", title="Grades in the annotation sample")
+sns.barplot(data=by_feature, y="feature", x="ndcg@10", ax=axes[1])
+axes[1].set(xlim=(0, 1), title="nDCG@10 of each lexical feature as a ranker");
+"""),
+exercise("nDCG by hand", r"""
+Compute the nDCG@10 of the BM25 ranking (feature 0) of the first annotated query, `labels_by_query[0]` with
+scores `features[queries == np.unique(queries)[0], 0]`, with the formula above. (Sort by score, highest first;
+the ideal ranking sorts by grade.)
+""", """
+answer_N = None   # your code: a float
+""", """
+def solution():
+    grades = labels_by_query[0]
+    scores = features[queries == np.unique(queries)[0], 0]
+    def dcg(ordered):
+        top = np.asarray(ordered[:10], np.float64)
+        return np.sum((2.0 ** top - 1) / np.log2(np.arange(2, len(top) + 2)))
+    return dcg(grades[np.argsort(-scores, kind="stable")]) / dcg(np.sort(grades)[::-1])
+""", """
+assert answer_N is not None, "write your answer above"
+reference = evaluate_rankings(padded([features[queries == np.unique(queries)[0], 0]])[:1], labels[:1], mask[:1],
+                              metrics=("ndcg@10",), skip_no_relevant=False)["ndcg@10"]
+assert np.isclose(answer_N, reference, atol=1e-4), (answer_N, reference)
+print("correct:", round(answer_N, 4))
+"""),
+], r"""
+- The raw Baidu-ULTR format converts to the same click-log format as a simulated log, so every estimator and
+  learner runs on it unchanged. Dropped placeholders leave gaps in the positions.
+- A real log has no ground truth. Position bias is judged by identifiability (the rank graph) and by whether
+  several estimators agree within their intervals. Click models are judged by held-out likelihood and perplexity.
+- Expert annotations evaluate rankers with nDCG. Even untrained lexical features such as BM25 rank the annotated
+  documents better than chance.
+""")
+
+# ---------------------------------------------------------------------------------------------------------------
+lesson("06_two_stage_ranking_from_clicks", "6. Two-stage ranking from clicks", [
+    "define the joint exposure of a document under a candidate generator followed by a ranker",
+    "check the exposure by enumeration and the two-stage IPS estimate's unbiasedness",
+    "compare the variance of policy gradients for the candidate generator",
+    "train a two-stage pipeline from clicks",
+], [
+md(r"""
+Real systems rank in two stages: a cheap **candidate generator** narrows the query's whole pool to $K_2$
+candidates, and a **ranker** orders them and shows the top $K$. Both can be learnt from clicks (Gupta, Liao and
+de Rijke, ICTIR 2025). A document can only be clicked if both stages let it through, so IPS must divide by the
+probability of that.
+"""),
+code("""
+import itertools, tempfile
 from pathlib import Path
 import jax, jax.numpy as jnp
 import numpy as np
@@ -195,27 +1184,102 @@ from simulators.datasets import load_dataset
 from simulators.simulation import SimulationConfig, Simulator
 from simulators.metadata import LogMetadata
 from ultr.exposure import logging_exposure
-from ultr.two_stage import (two_stage_exposure, two_stage_exposure_exact, reinforce_surrogates,
-                            credit_assigned_surrogate)
+from ultr.two_stage import (two_stage_exposure, two_stage_exposure_exact, two_stage_ips_value,
+                            reinforce_surrogates, credit_assigned_surrogate)
 from ultr.training import TrainConfig, train
 
-sns.set_theme(style="whitegrid")"""),
-("md", """**Joint exposure.** For a pool of 6 documents, 4 candidates and 2 shown ranks we can enumerate every
-candidate draw and every ranking of it; the Monte-Carlo estimate (Gumbel-max sampling of both stages) agrees
-within its standard error, at most `max θ / (2√samples)`."""),
-("code", """candidate_scores = jnp.array([0.3, -0.5, 1.2, 0.0, 0.8, -1.0])
-ranker_scores = jnp.array([1.0, 0.4, -0.2, 0.9, -0.7, 0.3])
-theta = jnp.array([1.0, 0.6])
-exact = two_stage_exposure_exact(candidate_scores, ranker_scores, theta, candidates=4)
-sampled = two_stage_exposure(candidate_scores, ranker_scores, theta, candidates=4, key=jax.random.key(0),
-                             samples=40_000)
-print("exact      ", np.round(np.asarray(exact), 4))
-print("Monte-Carlo", np.round(np.asarray(sampled), 4), " bound", round(1.0 / (2 * np.sqrt(40_000)), 4))"""),
-("md", """**A two-stage log.** 30 queries with 200 documents each, 5% of them relevant. The logging pipeline draws 20
-candidates per session by Plackett-Luce over a production ranker's scores, ranks them by Plackett-Luce over the
-same scores, and shows the top 5; clicks follow the position-based model. The log records each session's
-candidate set."""),
-("code", """dataset = load_dataset("synthetic:queries=30,docs=200,features=10,relevant=5,seed=0")
+sns.set_theme(style="whitegrid")
+"""),
+md(r"""
+## Joint exposure
+
+The candidate generator draws an ordered set $S$ of $K_2$ documents by Plackett-Luce over its scores $s_c$; the
+ranker draws a ranking of $S$ by Plackett-Luce over its scores $s_r$; rank $k$ is examined with probability
+$\theta_k$ (PBM). The **joint exposure** of a document is its expected examination over both stages:
+
+$$\rho(d) = \sum_{S \ni d} P_c(S) \sum_{k=1}^{K} P_r(\text{rank}_S(d) = k)\,\theta_k, \qquad
+P_{\text{PL}}(d_1, \dots, d_m \mid s) = \prod_{i=1}^{m} \frac{e^{s_{d_i}}}{\sum_{d \notin \{d_1..d_{i-1}\}} e^{s_d}}.$$
+
+We compute it by hand, enumerating every candidate draw and every ranking for a pool of 5 documents with 3
+candidates and 2 shown ranks, and compare with `two_stage_exposure_exact` and with the Monte-Carlo estimate
+(Gumbel-max sampling of both stages), whose error is below $\max_k\theta_k / (2\sqrt{\text{samples}})$.
+"""),
+code("""
+candidate_scores = np.array([0.3, -0.5, 1.2, 0.0, 0.8])
+ranker_scores = np.array([1.0, 0.4, -0.2, 0.9, -0.7])
+theta = np.array([1.0, 0.6])
+
+def plackett_luce(order, scores, pool):
+    p, left = 1.0, list(pool)
+    for d in order:
+        p *= np.exp(scores[d]) / np.exp(scores[left]).sum()
+        left.remove(d)
+    return p
+
+by_hand = np.zeros(5)
+for S in itertools.permutations(range(5), 3):                        # ordered candidate draws
+    for shown in itertools.permutations(S, 2):                        # the ranker's top 2 of the set
+        weight = plackett_luce(S, candidate_scores, range(5)) * plackett_luce(shown, ranker_scores, S)
+        for k, d in enumerate(shown):
+            by_hand[d] += weight * theta[k]
+exact = np.asarray(two_stage_exposure_exact(jnp.asarray(candidate_scores), jnp.asarray(ranker_scores),
+                                            jnp.asarray(theta), candidates=3))
+sampled = np.asarray(two_stage_exposure(jnp.asarray(candidate_scores), jnp.asarray(ranker_scores),
+                                        jnp.asarray(theta), candidates=3, key=jax.random.key(0), samples=40_000))
+assert np.allclose(exact, by_hand, atol=1e-5)
+assert np.abs(sampled - exact).max() < 4 * 1.0 / (2 * np.sqrt(40_000))
+print("by hand    ", np.round(by_hand, 4)); print("exact      ", np.round(exact, 4))
+print("Monte-Carlo", np.round(sampled, 4))
+"""),
+md(r"""
+## Two-stage IPS
+
+Under PBM a document's expected click under the logging pipeline is $\mathbb E[c(d)] = \rho_0(d)\,R(d)$. For a new
+pipeline with exposure $\rho$, the IPS estimate of its value is unbiased wherever $\rho_0(d) > 0$:
+
+$$\hat V_{\text{IPS}} = \sum_d \frac{\rho(d)}{\rho_0(d)}\,c(d), \qquad
+\mathbb E\big[\hat V_{\text{IPS}}\big] = \sum_d \frac{\rho(d)}{\rho_0(d)}\,\rho_0(d) R(d) = \sum_d \rho(d)\,R(d).$$
+
+We check it exactly: logging with the pipeline above, the expected click of every document by enumeration of the
+draws, and the target pipeline with other scores.
+"""),
+code("""
+relevance = np.array([0.1, 0.9, 0.3, 0.6, 0.2])
+rho_0 = exact                                                          # the logging pipeline's exposure
+rho = np.asarray(two_stage_exposure_exact(jnp.asarray(relevance * 3), jnp.asarray(relevance * 3),
+                                          jnp.asarray(theta), candidates=3))
+expected_clicks = by_hand * relevance                                  # E[c(d)] = rho_0(d) R(d)
+expected_ips = float(two_stage_ips_value(jnp.asarray(rho), jnp.asarray(expected_clicks), jnp.asarray(rho_0)))
+assert np.isclose(expected_ips, rho @ relevance, rtol=1e-5)
+print(f"value of the new pipeline {rho @ relevance:.4f}; expected IPS estimate {expected_ips:.4f};",
+      f"logging pipeline {rho_0 @ relevance:.4f}")
+"""),
+exercise("exposure with one candidate", r"""
+With a single candidate ($K_2 = 1$) and a single shown rank with $\theta_1 = 1$, the ranker has no choice. What is
+then the exposure of each of the five documents under the candidate scores `candidate_scores`? Give an array `[5]`.
+""", """
+answer_N = None   # your code: an array [5]
+""", """
+def solution():
+    e = np.exp(candidate_scores)
+    return e / e.sum()                 # the probability of being the one candidate: a softmax
+""", """
+assert answer_N is not None, "write your answer above"
+reference = two_stage_exposure_exact(jnp.asarray(candidate_scores), jnp.asarray(ranker_scores), jnp.ones(1),
+                                     candidates=1)
+assert np.allclose(answer_N, reference, atol=1e-5), answer_N
+print("correct:", np.round(answer_N, 4))
+"""),
+md(r"""
+## A two-stage log
+
+30 queries with 200 documents each, 5% of them relevant. The logging pipeline draws 20 candidates per session by
+Plackett-Luce over a production ranker's scores, ranks them by Plackett-Luce over the same scores and shows the top
+5; clicks follow PBM. The log records each session's candidate set. Every document has $\rho_0 > 0$, but most are
+exposed rarely: those carry the large IPS weights that make the variance.
+"""),
+code("""
+dataset = load_dataset("synthetic:queries=30,docs=200,features=10,relevant=5,seed=0")
 logs = Path(tempfile.mkdtemp()) / "logs"
 config = SimulationConfig(click_model="pbm", list_size=5, policies=("plackett-luce",), temperature=2.0,
                           candidates=20)
@@ -224,19 +1288,39 @@ metadata = LogMetadata.read(logs)
 rho0 = logging_exposure(metadata, dataset.train, metadata.true_examination(), samples=2_000)
 fig, ax = plt.subplots(figsize=(7, 3.5))
 sns.boxplot(x=dataset.train.labels, y=rho0, ax=ax)
-ax.set(yscale="log", xlabel="relevance grade", ylabel="joint exposure ρ₀(d)",
-       title="The logging pipeline's exposure of each document");"""),
-("md", """Every document has `ρ₀ > 0`: the IPS estimate `Σ_d ρ(d) c(d) / ρ₀(d)` of any other pipeline's value is
-unbiased. The weights are large for rarely exposed documents, which is where the variance comes from.
+ax.set(yscale="log", xlabel="relevance grade", ylabel="joint exposure rho_0(d)",
+       title="The logging pipeline's exposure of each document");
+"""),
+exercise("an IPS estimate from one session", r"""
+One logged session of a pool of five documents clicked documents 1 and 3: `clicks = np.array([0, 1, 0, 1, 0])`.
+Give its two-stage IPS estimate of the value of the pipeline with exposure `rho`, logged by the pipeline with
+exposure `rho_0` (both from the cells above).
+""", """
+clicks = np.array([0, 1, 0, 1, 0])
+answer_N = None   # your code: a float
+""", """
+def solution():
+    return float(np.sum(rho / rho_0 * clicks))
+""", """
+assert answer_N is not None, "write your answer above"
+assert np.isclose(answer_N, rho[1] / rho_0[1] + rho[3] / rho_0[3], rtol=1e-5), answer_N
+print("correct:", round(answer_N, 4))
+"""),
+md(r"""
+## Policy gradients for the candidate generator
 
-**Policy gradients for the candidate generator.** REINFORCE credits every candidate with the whole set's
-utility; the credit-assigned gradient (after Kiyohara et al., 2026) credits each document with its own rank
-weight times relevance, through its inclusion probability. On a pool of 200 with 20 candidates and sparse
-clicks, we draw 100 gradients of each and compare their total variance."""),
-("code", """rng = np.random.default_rng(0)
+The candidate generator's choice is discrete, so its gradient is a policy gradient. REINFORCE credits every
+candidate with the whole set's utility $U(S)$,
+$\nabla_{s_c} \mathbb E[U] = \mathbb E\left[U(S)\,\nabla_{s_c}\log P_c(S)\right]$. The credit-assigned gradient (after
+Kiyohara et al., 2026) credits each document with its own rank weight times relevance, through its inclusion
+probability. On a pool of 200 with 20 candidates and sparse relevance, we draw 100 gradients of each and compare
+their total variance.
+"""),
+code("""
+rng = np.random.default_rng(0)
 sc = jnp.asarray(rng.normal(size=200), jnp.float32)
 sr = jnp.asarray(rng.normal(size=200), jnp.float32)
-relevance = jnp.asarray((rng.random(200) < 0.05) * 2.0, jnp.float32)
+relevance200 = jnp.asarray((rng.random(200) < 0.05) * 2.0, jnp.float32)
 theta5 = jnp.array([1.0, 0.8, 0.6, 0.5, 0.4])
 keys = jax.random.split(jax.random.key(1), 100)
 
@@ -245,31 +1329,63 @@ def variance(surrogate):
     return float(np.sum(np.var(np.asarray(grads), axis=0)))
 
 variances = {
-    "REINFORCE": variance(lambda k, c: reinforce_surrogates(k, c, sr, relevance, theta5, candidates=20,
+    "REINFORCE": variance(lambda k, c: reinforce_surrogates(k, c, sr, relevance200, theta5, candidates=20,
                                                             samples=16, baseline=False)[0]),
-    "REINFORCE + baseline": variance(lambda k, c: reinforce_surrogates(k, c, sr, relevance, theta5,
+    "REINFORCE + baseline": variance(lambda k, c: reinforce_surrogates(k, c, sr, relevance200, theta5,
                                                                        candidates=20, samples=16)[0]),
-    "credit-assigned": variance(lambda k, c: credit_assigned_surrogate(k, c, sr, relevance, theta5,
+    "credit-assigned": variance(lambda k, c: credit_assigned_surrogate(k, c, sr, relevance200, theta5,
                                                                        candidates=20, samples=16)),
 }
 fig, ax = plt.subplots(figsize=(6, 3))
 ax.bar(list(variances), list(variances.values()))
 ax.set(yscale="log", ylabel="total gradient variance", title="Candidate generator's policy gradient");
-variances"""),
-("md", """**Training.** The joint learner trains both stages, alternating, on the two-stage IPS objective; the
-baselines are the logging pipeline itself and the ranker trained alone behind the logging candidate generator.
-Each is evaluated as deployed: the generator's top 20 of the pool, ordered by the ranker. (150 steps:
-enough to see the learners move; `experiments/two_stage.py` runs the full comparison.)"""),
-("code", """results = {}
+variances
+"""),
+md(r"""
+## Training
+
+The joint learner trains both stages, alternating, on the two-stage IPS objective. The baselines are the logging
+pipeline itself and the ranker trained alone behind the logging candidate generator. Each is evaluated as
+deployed: the generator's top 20 of the pool, ordered by the ranker. 100 steps are enough to see the learners
+move; `experiments/two_stage.py` runs the full comparison.
+"""),
+code("""
+results = {}
 for name, learner in [("logging pipeline", "logging-policy"), ("ranker alone", "two-stage-ranker"),
                       ("joint", "two-stage")]:
     options = {"candidates": 20, "pipeline_samples": 8} if learner != "logging-policy" else {}
     result = train(logs, dataset, TrainConfig(learner=learner, propensities="oracle" if options else None,
-                                              max_steps=150, eval_every=50, learner_options=options),
+                                              max_steps=100, eval_every=50, learner_options=options),
                    progress=False)
     results[name] = result.test["ndcg@10"]
 fig, ax = plt.subplots(figsize=(6, 3))
 ax.bar(list(results), list(results.values()))
-ax.set(ylabel="test nDCG@10", title="Two-stage pipelines learnt from clicks");
-results"""),
-], out / "04_two_stage_ranking_from_clicks.ipynb")
+ax.set(ylim=(0, 1), ylabel="test nDCG@10", title="Two-stage pipelines learnt from clicks");
+results
+"""),
+], r"""
+- In a two-stage system a document is examined only if the candidate generator picks it and the ranker shows it.
+  Its joint exposure $\rho(d)$ is the propensity that IPS divides by.
+- The exposure can be computed exactly on a tiny pool by enumeration, and estimated by sampling both stages on
+  real pools. The two-stage IPS estimate is unbiased wherever $\rho_0 > 0$.
+- The candidate generator learns by policy gradient. Crediting each document with its own contribution gives a
+  far smaller variance than REINFORCE.
+- The joint learner trains both stages from the same clicks.
+""")
+
+
+def main(selected):
+    chosen = [lesson for lesson in LESSONS if not selected or any(lesson[0].startswith(s) for s in selected)]
+    for old in HERE.glob("[0-9]*.ipynb"):
+        if old.stem not in {lesson[0] for lesson in LESSONS}:
+            old.unlink()  # a renamed lesson leaves no stale copy
+    for name, *rest in chosen:
+        path = HERE / f"{name}.ipynb"
+        nb = execute(build(name, *rest), path)
+        nbf.write(nb, path)
+        print(f"{path.name}: {nb.metadata['ultr']['seconds']:.0f} s", flush=True)
+    update_index()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
