@@ -12,8 +12,11 @@ import numpy as np
 import pytest
 
 from click_models.engine import ENGINES, LocalEngine, make_engine
+from conftest import spawning_lock
 
 ROOT = Path(__file__).resolve().parents[1]
+# Ray instances, jax.distributed processes and CLI runs: one such test at a time across the workers (conftest.py)
+pytestmark = pytest.mark.spawns
 
 
 def _digests(directory: Path) -> dict:
@@ -157,15 +160,16 @@ def test_a_changed_log_on_another_filesystem_is_refused(remote_log):
 
 # ---------------------------------------------------------------------- Ray
 @pytest.fixture(scope="module")
-def ray_cluster():
+def ray_cluster(tmp_path_factory):
     import warnings
 
     ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install -e '.[ray]')")
-    with warnings.catch_warnings():  # Ray starts its daemons by fork+exec, which JAX warns about
-        warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called")
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    yield ray
-    ray.shutdown()
+    with spawning_lock(tmp_path_factory.getbasetemp()):  # no other worker's processes while Ray's are up
+        with warnings.catch_warnings():  # Ray starts its daemons by fork+exec, which JAX warns about
+            warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called")
+            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        yield ray
+        ray.shutdown()
 
 
 @pytest.fixture(scope="module")
