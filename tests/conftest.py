@@ -1,4 +1,3 @@
-import contextlib
 import os
 import tempfile
 from pathlib import Path
@@ -40,12 +39,8 @@ def shared(*parts: str) -> Path:
     return path
 
 
-#: resident memory of a worker above which the compiled programs are dropped after a test. The goal is the whole
-#: run under 2 GB: two workers of at most this much (about 400 MiB of it is the imports, a third of that shared
-#: between the workers), plus the processes of one spawning test at a time (see ``one_spawning_test_at_a_time``).
-RELEASE_ABOVE_MIB = 800
-#: growth above what the last release left that triggers the next one (freed memory is not always handed back)
-RELEASE_STEP_MIB = 250
+#: resident memory above which the compiled programs are dropped after a test (the suite's goal: under 2 GB)
+RELEASE_ABOVE_MIB = 1300
 
 
 def _resident_mib() -> float:
@@ -62,14 +57,26 @@ _after_last_release = [0.0]
 @pytest.fixture(autouse=True)
 def release_compiled_code_when_large():
     """A module of many small programs (every click model at every list size) grows by a few MiB per test:
-    past :data:`RELEASE_ABOVE_MIB`, and :data:`RELEASE_STEP_MIB` above what the last release left (freed memory is not always
+    past :data:`RELEASE_ABOVE_MIB`, and 300 MiB above what the last release left (freed memory is not always
     handed back), drop JAX's compiled functions after the test."""
     yield
-    if _resident_mib() > max(RELEASE_ABOVE_MIB, _after_last_release[0] + RELEASE_STEP_MIB):
-        _release_compiled_code()
+    resident = _resident_mib()
+    if resident > max(RELEASE_ABOVE_MIB, _after_last_release[0] + 300):
+        import gc
+
+        import jax
+
+        jax.clear_caches()
+        gc.collect()
+        _return_freed_memory()
+        _after_last_release[0] = _resident_mib()
 
 
-def _release_compiled_code() -> None:
+@pytest.fixture(autouse=True, scope="module")
+def release_compiled_code():
+    """Drop JAX's compiled functions after each test module: one pytest process runs hundreds of
+    differently shaped programs, and keeping them all would grow its memory past 2 GB."""
+    yield
     import gc
 
     import jax
@@ -77,45 +84,6 @@ def _release_compiled_code() -> None:
     jax.clear_caches()
     gc.collect()
     _return_freed_memory()
-    _after_last_release[0] = _resident_mib()
-
-
-_spawning_lock = {"depth": 0, "handle": None}
-
-
-@contextlib.contextmanager
-def spawning_lock(root: Path):
-    """Exclusive across the xdist workers of a run (a lock file in their common temporary root), re-entrant within
-    one: held by every test marked ``spawns``, and by a module fixture whose processes outlive one test (Ray)."""
-    import fcntl
-
-    if _spawning_lock["depth"] == 0:
-        root = root.parent if root.name.startswith("popen-gw") else root
-        handle = open(root / "spawning-tests.lock", "w")
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        _spawning_lock["handle"] = handle
-    _spawning_lock["depth"] += 1
-    try:
-        yield
-    finally:
-        _spawning_lock["depth"] -= 1
-        if _spawning_lock["depth"] == 0:
-            _spawning_lock["handle"].close()  # closing releases the lock
-            _spawning_lock["handle"] = None
-
-
-@pytest.fixture(autouse=True)
-def one_spawning_test_at_a_time(request, tmp_path_factory):
-    """A test marked ``spawns`` starts processes that import JAX (a Ray instance, jax.distributed, the CLI, a
-    notebook kernel: 300 MiB to 1 GB together). Only one such test runs at a time across the xdist workers, and
-    its worker first drops its own compiled programs."""
-    if request.node.get_closest_marker("spawns") is None:
-        yield
-        return
-    if _resident_mib() > RELEASE_ABOVE_MIB / 2:
-        _release_compiled_code()
-    with spawning_lock(tmp_path_factory.getbasetemp()):
-        yield
 
 
 def _return_freed_memory() -> None:

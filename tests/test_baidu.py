@@ -312,7 +312,6 @@ def test_train_naive_and_ips_with_frequency_groups(converted, tmp_path):
 
 @needs_annotations
 @pytest.mark.slow
-@pytest.mark.spawns
 def test_cli_convert_and_train(tmp_path):
     write_partitions(tmp_path / "raw", num_partitions=1, sessions_per_partition=120, seed=4)
     run = [sys.executable, "-m", "ultr"]

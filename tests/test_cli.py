@@ -56,7 +56,6 @@ def test_fit_on_a_parquet_log(tmp_path, model, method):
 
 
 @pytest.mark.slow
-@pytest.mark.spawns
 def test_errors_are_reported_clearly(tmp_path):
     result = subprocess.run([sys.executable, "-m", "ultr", "fit", "--click-model", "nope"],
                             capture_output=True, text=True)

@@ -104,7 +104,6 @@ finally:
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 @pytest.mark.slow
-@pytest.mark.spawns
 def test_notebook_runs_and_its_checks_can_fail(path, tmp_path):
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")

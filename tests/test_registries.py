@@ -189,7 +189,6 @@ def test_every_package_exports_a_curated_api():
 
 
 @pytest.mark.slow
-@pytest.mark.spawns
 def test_importing_ultr_sets_no_global_plotting_state():
     code = ("import matplotlib; backend = matplotlib.get_backend(); before = dict(matplotlib.rcParams); "
             "import ultr, ultr.experiment, ultr.plots, ultr.propensity, ultr.cli; "

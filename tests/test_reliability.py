@@ -59,7 +59,6 @@ def _started(process, out: Path) -> bool:
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
 @pytest.mark.slow
-@pytest.mark.spawns
 def test_an_interrupted_simulation_leaves_no_log_and_a_rerun_succeeds(tmp_path, sig):
     out = tmp_path / "logs"
     process = _long_simulation(out)
@@ -79,7 +78,6 @@ def test_an_interrupted_simulation_leaves_no_log_and_a_rerun_succeeds(tmp_path, 
 
 
 @pytest.mark.slow
-@pytest.mark.spawns
 def test_a_killed_simulation_resumes_from_its_finished_parts(tmp_path):
     """The same command after a SIGKILL keeps the parts the killed run finished (checked by SHA-256) and
     simulates only the rest; the log has the bytes of an uninterrupted run."""
@@ -106,7 +104,6 @@ def test_a_killed_simulation_resumes_from_its_finished_parts(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.spawns
 def test_an_interrupted_overwrite_leaves_the_old_log_whole(tmp_path):
     out = tmp_path / "logs"
     assert main(["simulate", "--data", DATA, "--sessions", "3000", "--out", str(out)]) == 0
@@ -313,7 +310,6 @@ def test_bad_values_get_one_line_and_exit_code_2(tmp_path, monkeypatch, capsys, 
     (["fit", "--epochs", "3", "--sessions", "1000"], "--epochs: an option of --method gradient, not em"),
 ])
 @pytest.mark.slow
-@pytest.mark.spawns
 def test_bad_values_exit_2_from_the_command_line(tmp_path, argv, message):
     result = subprocess.run([sys.executable, "-m", "ultr", *argv], capture_output=True, text=True, timeout=120,
                             cwd=tmp_path)

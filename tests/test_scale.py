@@ -12,11 +12,8 @@ import numpy as np
 import pytest
 
 from click_models.engine import ENGINES, LocalEngine, make_engine
-from conftest import spawning_lock
 
 ROOT = Path(__file__).resolve().parents[1]
-# Ray instances, jax.distributed processes and CLI runs: one such test at a time across the workers (conftest.py)
-pytestmark = pytest.mark.spawns
 
 
 def _digests(directory: Path) -> dict:
@@ -158,18 +155,121 @@ def test_a_changed_log_on_another_filesystem_is_refused(remote_log):
         click_log_files(remote)
 
 
+# ---------------------------------------------------------------------- devices
+TWO_DEVICE_SCRIPT = textwrap.dedent("""
+    import json, sys
+    import jax, numpy as np
+    from flax import nnx
+    from simulators.datasets import load_dataset
+    from simulators.simulation import SimulationConfig, Simulator
+    from ultr.training import TrainConfig, train
+
+    assert jax.local_device_count() == 2, jax.devices()
+    dataset = load_dataset("synthetic:queries=40,docs=12,features=6,seed=1")
+    Simulator(dataset, SimulationConfig(list_size=5), seed=0).run(sys.argv[1], 6_000, progress=False)
+    out = {}
+    for learner in ("ips", "dla"):
+        for devices in (1, 2):
+            config = TrainConfig(learner=learner, ranker="mlp", hidden=(16,), devices=devices, max_steps=20,
+                                 eval_every=10, batch_size=32, seed=3,
+                                 propensities="oracle" if learner == "ips" else None)
+            result = train(sys.argv[1], dataset, config, progress=False)
+            leaves = jax.tree.leaves(nnx.state(result.model, nnx.Param))
+            out[f"{learner}/{devices}"] = {"params": [np.asarray(x).tolist() for x in leaves],
+                                           "ndcg": result.test["ndcg@10"]}
+    print(json.dumps(out))
+""")
+
+
+@pytest.mark.slow
+def test_two_device_training_equals_one_device(tmp_path):
+    """Data-parallel training over 2 forced host devices gives the 1-device model (same seed, same global batch);
+    the flag must be set before JAX starts, hence a subprocess."""
+    import json
+
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
+    done = subprocess.run([sys.executable, "-c", TWO_DEVICE_SCRIPT, str(tmp_path / "logs")], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    for learner in ("ips", "dla"):
+        one, two = out[f"{learner}/1"], out[f"{learner}/2"]
+        assert len(one["params"]) == len(two["params"]) > 1
+        for a, b in zip(one["params"], two["params"]):
+            np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-5, atol=1e-6)
+        assert two["ndcg"] == pytest.approx(one["ndcg"], abs=1e-6)
+
+
+@pytest.mark.slow
+def test_too_many_devices_is_a_clear_error():
+    from ultr.training import data_parallel_mesh
+
+    assert data_parallel_mesh(1) is None
+    with pytest.raises(ValueError, match="xla_force_host_platform_device_count"):
+        data_parallel_mesh(64)
+
+
+@pytest.mark.slow
+def test_two_processes_joined_by_jax_distributed_train_like_one(tmp_path):
+    """`ultr train` started on two "hosts" (processes on localhost joined by jax.distributed, one CPU device
+    each) trains the model of one process: the same test metrics, written once by process 0."""
+    import json
+    import socket
+
+    from ultr.cli import main
+
+    data = "synthetic:queries=40,docs=12,features=6,seed=1"
+    assert main(["simulate", "--data", data, "--list-size", "5", "--sessions", "6000", "--out",
+                 str(tmp_path / "logs")]) == 0
+    common = ["--logs", str(tmp_path / "logs"), "--data", data, "--learner", "ips", "--propensities", "oracle",
+              "--ranker", "mlp", "--hidden", "16", "--max-steps", "20", "--eval-every", "10", "--batch-size", "32",
+              "--seed", "3"]
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    env.pop("XLA_FLAGS", None)
+    distributed = ["--devices", "2", "--coordinator-address", f"127.0.0.1:{port}", "--num-processes", "2"]
+    processes = [subprocess.Popen([sys.executable, "-m", "ultr", "train", *common, "--out", str(tmp_path / "multi"),
+                                   *distributed, "--process-id", str(i)], env=env, cwd=ROOT,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in (0, 1)]
+    single = subprocess.run([sys.executable, "-m", "ultr", "train", *common, "--out", str(tmp_path / "one")], env=env,
+                            cwd=ROOT, capture_output=True, text=True, timeout=600)
+    outputs = [p.communicate(timeout=600) for p in processes]
+    assert single.returncode == 0, single.stderr[-2000:]
+    assert [p.returncode for p in processes] == [0, 0], [err[-2000:] for _, err in outputs]
+    one = json.loads((tmp_path / "one" / "metrics.json").read_text())["test"]
+    multi = json.loads((tmp_path / "multi" / "metrics.json").read_text())["test"]
+    assert multi == pytest.approx(one, abs=1e-6)
+    assert "wrote" in outputs[0][0] and "wrote" not in outputs[1][0]  # process 0 writes, process 1 does not
+
+
+@pytest.mark.slow
+def test_distributed_flags_are_checked(tmp_path, capsys):
+    from ultr.cli import main
+
+    base = ["train", "--data", "synthetic", "--learner", "skyline", "--out", str(tmp_path / "o")]
+    for extra, message in ((["--process-id", "1"], "go with --coordinator-address"),
+                           (["--coordinator-address", "127.0.0.1:1"], "needs --num-processes and --process-id"),
+                           (["--coordinator-address", "127.0.0.1:1", "--num-processes", "2", "--process-id", "2"],
+                            "must be below")):
+        with pytest.raises(SystemExit) as exit_info:
+            main(base + extra)
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
 # ---------------------------------------------------------------------- Ray
+# (last in the file: the module's Ray instance then never runs beside the jax.distributed processes above)
 @pytest.fixture(scope="module")
-def ray_cluster(tmp_path_factory):
+def ray_cluster():
     import warnings
 
     ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install -e '.[ray]')")
-    with spawning_lock(tmp_path_factory.getbasetemp()):  # no other worker's processes while Ray's are up
-        with warnings.catch_warnings():  # Ray starts its daemons by fork+exec, which JAX warns about
-            warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called")
-            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-        yield ray
-        ray.shutdown()
+    with warnings.catch_warnings():  # Ray starts its daemons by fork+exec, which JAX warns about
+        warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called")
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield ray
+    ray.shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -352,106 +452,3 @@ def test_ray_engine_without_ray_is_one_clear_error(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_ray)
     with pytest.raises(RayUnavailableError, match=r"pip install -e '.\[ray\]'"):
         make_engine("ray")
-
-
-# ---------------------------------------------------------------------- devices
-TWO_DEVICE_SCRIPT = textwrap.dedent("""
-    import json, sys
-    import jax, numpy as np
-    from flax import nnx
-    from simulators.datasets import load_dataset
-    from simulators.simulation import SimulationConfig, Simulator
-    from ultr.training import TrainConfig, train
-
-    assert jax.local_device_count() == 2, jax.devices()
-    dataset = load_dataset("synthetic:queries=40,docs=12,features=6,seed=1")
-    Simulator(dataset, SimulationConfig(list_size=5), seed=0).run(sys.argv[1], 6_000, progress=False)
-    out = {}
-    for learner in ("ips", "dla"):
-        for devices in (1, 2):
-            config = TrainConfig(learner=learner, ranker="mlp", hidden=(16,), devices=devices, max_steps=20,
-                                 eval_every=10, batch_size=32, seed=3,
-                                 propensities="oracle" if learner == "ips" else None)
-            result = train(sys.argv[1], dataset, config, progress=False)
-            leaves = jax.tree.leaves(nnx.state(result.model, nnx.Param))
-            out[f"{learner}/{devices}"] = {"params": [np.asarray(x).tolist() for x in leaves],
-                                           "ndcg": result.test["ndcg@10"]}
-    print(json.dumps(out))
-""")
-
-
-@pytest.mark.slow
-def test_two_device_training_equals_one_device(tmp_path):
-    """Data-parallel training over 2 forced host devices gives the 1-device model (same seed, same global batch);
-    the flag must be set before JAX starts, hence a subprocess."""
-    import json
-
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
-    done = subprocess.run([sys.executable, "-c", TWO_DEVICE_SCRIPT, str(tmp_path / "logs")], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-2000:]
-    out = json.loads(done.stdout.strip().splitlines()[-1])
-    for learner in ("ips", "dla"):
-        one, two = out[f"{learner}/1"], out[f"{learner}/2"]
-        assert len(one["params"]) == len(two["params"]) > 1
-        for a, b in zip(one["params"], two["params"]):
-            np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-5, atol=1e-6)
-        assert two["ndcg"] == pytest.approx(one["ndcg"], abs=1e-6)
-
-
-@pytest.mark.slow
-def test_too_many_devices_is_a_clear_error():
-    from ultr.training import data_parallel_mesh
-
-    assert data_parallel_mesh(1) is None
-    with pytest.raises(ValueError, match="xla_force_host_platform_device_count"):
-        data_parallel_mesh(64)
-
-
-@pytest.mark.slow
-def test_two_processes_joined_by_jax_distributed_train_like_one(tmp_path):
-    """`ultr train` started on two "hosts" (processes on localhost joined by jax.distributed, one CPU device
-    each) trains the model of one process: the same test metrics, written once by process 0."""
-    import json
-    import socket
-
-    from ultr.cli import main
-
-    data = "synthetic:queries=40,docs=12,features=6,seed=1"
-    assert main(["simulate", "--data", data, "--list-size", "5", "--sessions", "6000", "--out",
-                 str(tmp_path / "logs")]) == 0
-    common = ["--logs", str(tmp_path / "logs"), "--data", data, "--learner", "ips", "--propensities", "oracle",
-              "--ranker", "mlp", "--hidden", "16", "--max-steps", "20", "--eval-every", "10", "--batch-size", "32",
-              "--seed", "3"]
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    env.pop("XLA_FLAGS", None)
-    distributed = ["--devices", "2", "--coordinator-address", f"127.0.0.1:{port}", "--num-processes", "2"]
-    processes = [subprocess.Popen([sys.executable, "-m", "ultr", "train", *common, "--out", str(tmp_path / "multi"),
-                                   *distributed, "--process-id", str(i)], env=env, cwd=ROOT,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in (0, 1)]
-    single = subprocess.run([sys.executable, "-m", "ultr", "train", *common, "--out", str(tmp_path / "one")], env=env,
-                            cwd=ROOT, capture_output=True, text=True, timeout=600)
-    outputs = [p.communicate(timeout=600) for p in processes]
-    assert single.returncode == 0, single.stderr[-2000:]
-    assert [p.returncode for p in processes] == [0, 0], [err[-2000:] for _, err in outputs]
-    one = json.loads((tmp_path / "one" / "metrics.json").read_text())["test"]
-    multi = json.loads((tmp_path / "multi" / "metrics.json").read_text())["test"]
-    assert multi == pytest.approx(one, abs=1e-6)
-    assert "wrote" in outputs[0][0] and "wrote" not in outputs[1][0]  # process 0 writes, process 1 does not
-
-
-@pytest.mark.slow
-def test_distributed_flags_are_checked(tmp_path, capsys):
-    from ultr.cli import main
-
-    base = ["train", "--data", "synthetic", "--learner", "skyline", "--out", str(tmp_path / "o")]
-    for extra, message in ((["--process-id", "1"], "go with --coordinator-address"),
-                           (["--coordinator-address", "127.0.0.1:1"], "needs --num-processes and --process-id"),
-                           (["--coordinator-address", "127.0.0.1:1", "--num-processes", "2", "--process-id", "2"],
-                            "must be below")):
-        with pytest.raises(SystemExit) as exit_info:
-            main(base + extra)
-        assert exit_info.value.code == 2 and message in capsys.readouterr().err
