@@ -40,7 +40,7 @@ def shared(*parts: str) -> Path:
 
 
 #: resident memory above which the compiled programs are dropped after a test (the suite's goal: under 2 GB)
-RELEASE_ABOVE_MIB = 1300
+RELEASE_ABOVE_MIB = 1100
 
 
 def _resident_mib() -> float:
