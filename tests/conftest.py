@@ -99,10 +99,12 @@ def _return_freed_memory() -> None:
 
 
 def pytest_runtest_teardown(item):
-    """With ULTR_TRACE_MEMORY=1, print each test that raised this process's peak resident memory."""
+    """With ULTR_TRACE_MEMORY=1, print each test that raised this process's peak resident memory; with
+    ULTR_TRACE_MEMORY=FILE, append those lines to FILE (xdist workers do not show what they print)."""
     import os
 
-    if not os.environ.get("ULTR_TRACE_MEMORY"):
+    target = os.environ.get("ULTR_TRACE_MEMORY")
+    if not target:
         return
     import resource
 
@@ -110,5 +112,10 @@ def pytest_runtest_teardown(item):
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024
     last = getattr(pytest_runtest_teardown, "last", (0, 0))
     if (peak, children) != last:
-        print(f"\n[memory] {item.nodeid}: peak {peak} MiB, children {children} MiB")
+        line = f"[memory] {item.nodeid}: peak {peak} MiB, children {children} MiB, now {_resident_mib():.0f} MiB"
+        if target == "1":
+            print("\n" + line)
+        else:
+            with open(target, "a") as handle:
+                handle.write(f"{os.environ.get('PYTEST_XDIST_WORKER', 'main')} {line}\n")
         pytest_runtest_teardown.last = (peak, children)
