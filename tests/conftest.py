@@ -60,15 +60,8 @@ def release_compiled_code_when_large():
     past :data:`RELEASE_ABOVE_MIB`, and 300 MiB above what the last release left (freed memory is not always
     handed back), drop JAX's compiled functions after the test."""
     yield
-    resident = _resident_mib()
-    if resident > max(RELEASE_ABOVE_MIB, _after_last_release[0] + 300):
-        import gc
-
-        import jax
-
-        jax.clear_caches()
-        gc.collect()
-        _return_freed_memory()
+    if _resident_mib() > max(RELEASE_ABOVE_MIB, _after_last_release[0] + 300):
+        _drop_compiled_code()
         _after_last_release[0] = _resident_mib()
 
 
@@ -77,6 +70,10 @@ def release_compiled_code():
     """Drop JAX's compiled functions after each test module: one pytest process runs hundreds of
     differently shaped programs, and keeping them all would grow its memory past 2 GB."""
     yield
+    _drop_compiled_code()
+
+
+def _drop_compiled_code() -> None:
     import gc
 
     import jax
@@ -101,8 +98,6 @@ def _return_freed_memory() -> None:
 def pytest_runtest_teardown(item):
     """With ULTR_TRACE_MEMORY=1, print each test that raised this process's peak resident memory; with
     ULTR_TRACE_MEMORY=FILE, append those lines to FILE (xdist workers do not show what they print)."""
-    import os
-
     target = os.environ.get("ULTR_TRACE_MEMORY")
     if not target:
         return

@@ -106,10 +106,10 @@ def _propensity_figure(propensities: list[dict], axes: list[str], truth: list | 
         several = any(len([e for e in entries if e["estimator"] == est]) > 1 for est in frame["curve"].unique())
         sns.lineplot(data=frame, x="rank", y="examination", hue="curve", marker="o",
                      errorbar=INTERVAL if several else None, seed=0, ax=ax)
-        curve = next((e.get("truth") for e in entries if e.get("truth") is not None), None)
+        with_truth = next((e for e in entries if e.get("truth") is not None), {})
+        curve, kind = with_truth.get("truth"), with_truth.get("truth_kind", "curve")
         curve = truth if curve is None and len(points) == 1 else curve
         if curve is not None:
-            kind = next((e.get("truth_kind") for e in entries if e.get("truth") is not None), "curve")
             ax.plot(np.arange(1, len(curve) + 1), curve, "k--", linewidth=1.5,
                     label="truth" if kind != "mean" else "truth (mean examination in the log)")
         ax.legend(title="estimate", fontsize="small", title_fontsize="small")
