@@ -56,8 +56,7 @@ def build(name, title, objectives, cells, summary):
             out.append(nbf.v4.new_code_cell(cell[1]))
         else:
             number += 1
-            _, ex_title, question, stub, solution, check = (c.replace("answer_N", f"answer_{number}")
-                                                            if isinstance(c, str) else c for c in cell)
+            _, ex_title, question, stub, solution, check = (c.replace("answer_N", f"answer_{number}") for c in cell)
             out.append(nbf.v4.new_markdown_cell(f"### Exercise {number}: {ex_title}\n\n{question}"))
             out.append(nbf.v4.new_code_cell(stub, metadata={"tags": ["exercise"]}))
             folded = (f"# Solution to exercise {number}: used only while your answer is None\n{solution}\n"
@@ -116,9 +115,9 @@ vectors of a tiny ranking, sample logs, score the models and fit them (Chuklin, 
 for Web Search*, 2015).
 """),
 code("""
-import itertools
 import jax, jax.numpy as jnp
 import numpy as np
+import pandas as pd
 import matplotlib.pyplot as plt
 import seaborn as sns
 from click_models import PBM, Cascade, DBN, enumerate_click_vectors
@@ -127,7 +126,6 @@ from click_models.evaluation import evaluate
 from simulators import simulate_toy_log, toy_session_batches, true_parameters
 
 sns.set_theme(style="whitegrid")
-jax.config.update("jax_enable_x64", False)
 """),
 md(r"""
 ## The position-based model (PBM)
@@ -286,7 +284,6 @@ for source in ["pbm", "dbn"]:
             rows.append({"log": source, "model": model, "rank": rank, "perplexity": value})
         print(f"logs from {source:>4}, fitted {model:>7}: perplexity {metrics['perplexity']:.4f}, "
               f"log-likelihood {metrics['log_likelihood']:.3f}")
-import pandas as pd
 table = pd.DataFrame(rows)
 grid = sns.relplot(data=table, x="rank", y="perplexity", hue="model", col="log", kind="line", marker="o",
                    height=3.5, aspect=1.2)
@@ -532,10 +529,16 @@ summary = Simulator(dataset, SimulationConfig(click_model="pbm", eta=2.0, produc
 print("CTR per rank:", [round(x, 3) for x in summary["ctr_per_rank"]])
 """),
 code("""
+shared = dict(ranker="mlp", hidden=(32, 16), epochs=1, eval_every=40, patience=1000)
+configs = {
+    "naive": TrainConfig(learner="naive", learning_rate=0.003, **shared),
+    "ips": TrainConfig(learner="ips", learning_rate=0.003, propensities="oracle", **shared),  # the true examination
+    "skyline": TrainConfig(learner="skyline", learning_rate=0.003, **shared),
+    "dla": TrainConfig(learner="dla", optimizer="adagrad", learning_rate=0.05, bias_learning_rate=1.0,
+                       learner_options={"max_weight": 1e9}, **shared),
+}
 results, curves = [], []
-for learner in ["naive", "ips", "skyline"]:
-    config = TrainConfig(learner=learner, ranker="mlp", hidden=(32, 16), learning_rate=0.003, epochs=1,
-                         eval_every=40, patience=1000, propensities="oracle" if learner == "ips" else None)
+for learner, config in configs.items():
     result = train(logs, dataset, config, progress=False)
     results.append({"learner": learner, **{k: v for k, v in result.test.items() if k != "num_queries"}})
     if learner == "skyline":   # trained on labels, over every document: many more steps; drawn as its final value
@@ -543,14 +546,8 @@ for learner in ["naive", "ips", "skyline"]:
     else:
         curves += [{"learner": learner, "step": h["step"], "validation nDCG@10": h["validation_ndcg@10"]}
                    for h in result.history]
-config = TrainConfig(learner="dla", ranker="mlp", hidden=(32, 16), optimizer="adagrad", learning_rate=0.05,
-                     bias_learning_rate=1.0, learner_options={"max_weight": 1e9}, epochs=1, eval_every=40,
-                     patience=1000)
-result = train(logs, dataset, config, progress=False)
-results.append({"learner": "dla", **{k: v for k, v in result.test.items() if k != "num_queries"}})
-curves += [{"learner": "dla", "step": h["step"], "validation nDCG@10": h["validation_ndcg@10"]}
-           for h in result.history]
-print("DLA's propensities:", [round(x, 2) for x in result.propensities])
+    if learner == "dla":
+        print("DLA's propensities:", [round(x, 2) for x in result.propensities])
 table = pd.DataFrame(results)
 fig, ax = plt.subplots(figsize=(7, 4))
 sns.lineplot(data=pd.DataFrame(curves), x="step", y="validation nDCG@10", hue="learner", ax=ax)
